@@ -1,0 +1,193 @@
+// Package service is gvs's virtual-service table: the services (protocol,
+// virtual address, port) with their scheduler and settings, and each
+// service's real servers, as ipvsadm -A/-E/-D/-a/-e/-d/-C/-Z change them.
+//
+// Two kinds of readers use it. The data path looks a frame's destination
+// up in an immutable Snapshot (one atomic load per batch, then a map
+// lookup), and asks the Service it finds for a real server for each new
+// connection. The control plane changes the table through Apply, which
+// takes a whole list of operations (one gvsadm command, or a whole restore
+// file) and applies all of them or none: it first checks every operation
+// against a model of the table, then lets the caller prepare what the new
+// real servers need (their next hop, the kernel filter) and may still
+// refuse, and only then changes the live objects, which cannot fail, and
+// publishes a new Snapshot. Forwarding never pauses and established flows
+// keep their real servers: a connection entry points at its *Real, which
+// lives on (unlisted) after the server is removed, until its flows expire.
+package service
+
+import (
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/gvs-project/gvs/conntrack"
+	"github.com/gvs-project/gvs/sched"
+)
+
+// Key identifies a virtual service. It holds no pointers, so the data path
+// can look it up in a map cheaply.
+type Key struct {
+	Addr     [4]byte
+	Port     uint16
+	Protocol uint8 // 6 TCP, 17 UDP
+}
+
+// KeyOf builds a Key. addr must be IPv4.
+func KeyOf(proto uint8, addr netip.Addr, port uint16) Key {
+	return Key{Addr: addr.As4(), Port: port, Protocol: proto}
+}
+
+// AddrPort returns the virtual address and port.
+func (k Key) AddrPort() netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4(k.Addr), k.Port)
+}
+
+// ProtocolName returns "tcp" or "udp".
+func (k Key) ProtocolName() string {
+	if k.Protocol == 17 {
+		return "udp"
+	}
+	return "tcp"
+}
+
+func (k Key) String() string {
+	if k.Protocol == 17 {
+		return "UDP " + k.AddrPort().String()
+	}
+	return "TCP " + k.AddrPort().String()
+}
+
+// Forward is a real server's forwarding method.
+type Forward uint8
+
+const (
+	// Route is direct routing (DR, ipvsadm -g, listed as "Route"): only
+	// the destination MAC changes.
+	Route Forward = iota + 1
+	// Tunnel is IPIP encapsulation (-i, "Tunnel").
+	Tunnel
+	// Masq is NAT (-m, "Masq").
+	Masq
+	// FullNAT rewrites both addresses (gvs's --fullnat, "FullNat").
+	FullNAT
+)
+
+// Hop is where frames for a real server leave: the egress interface and
+// the next hop's MAC address (for DR, the real server's own MAC). The arp
+// package's *Neighbor implements it. MAC and Drop are called per packet and
+// must not allocate.
+type Hop interface {
+	MAC() (mac [6]byte, ok bool)
+	Ifindex() int
+	// Drop counts a frame dropped because MAC had no address.
+	Drop()
+}
+
+// Counters are a service's or real server's traffic counters, as ipvsadm
+// --stats shows them. All fields are updated atomically by the data path.
+type Counters struct {
+	Conns, InPkts, InBytes, OutPkts, OutBytes atomic.Uint64
+}
+
+// Zero resets the counters (ipvsadm -Z).
+func (c *Counters) Zero() {
+	c.Conns.Store(0)
+	c.InPkts.Store(0)
+	c.InBytes.Store(0)
+	c.OutPkts.Store(0)
+	c.OutBytes.Store(0)
+}
+
+// Real is one real server of one service. It embeds the scheduler's view
+// (weight, connection counts), so a *Real is the destination the
+// connection table binds flows to. Its address, port and forwarding
+// method never change; weight and thresholds change in place.
+type Real struct {
+	sched.Dest
+	Counters
+
+	Addr    netip.Addr
+	Port    uint16
+	Forward Forward
+	// Hop is where DR frames for this server go.
+	Hop Hop
+
+	service *Service
+	removed atomic.Bool
+}
+
+// Service returns the service the real server belongs (or belonged) to.
+func (r *Real) Service() *Service { return r.service }
+
+// Removed reports whether the real server was removed from its service
+// (its flows may still run until they expire).
+func (r *Real) Removed() bool { return r.removed.Load() }
+
+// AddrPort returns the real server's address and port.
+func (r *Real) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
+
+// Settings are a service's settings, as ipvsadm -A and -E set them.
+type Settings struct {
+	Scheduler  string
+	SchedFlags []string
+	Persistent bool
+	Timeout    uint32 // persistence timeout in seconds
+	Netmask    uint8  // persistence granularity as a prefix length
+	OnePacket  bool
+}
+
+// Service is a virtual service. Its real servers and scheduler are guarded
+// by its own mutex, which Pick holds while the scheduler runs, as IPVS
+// holds svc->sched_lock.
+type Service struct {
+	Key Key
+	Counters
+
+	mu       sync.Mutex
+	settings Settings
+	sched    sched.Scheduler
+	reals    []*Real       // list order: most recently added first
+	dests    []*sched.Dest // the same servers, as the scheduler sees them
+}
+
+// Pick asks the scheduler for a real server for a new connection. It
+// returns nil when no real server is available.
+func (s *Service) Pick(k *conntrack.Key) *Real {
+	s.mu.Lock()
+	i := s.sched.Pick(s.dests, k)
+	var r *Real
+	if i >= 0 && i < len(s.reals) {
+		r = s.reals[i]
+	}
+	s.mu.Unlock()
+	return r
+}
+
+// Settings returns the service's settings.
+func (s *Service) Settings() Settings {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.settings
+}
+
+// Reals returns the service's real servers in list order (a copy).
+func (s *Service) Reals() []*Real {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*Real(nil), s.reals...)
+}
+
+// Snapshot is an immutable view of the services, for the data path.
+type Snapshot struct {
+	services map[Key]*Service
+}
+
+// Lookup returns the service for a frame's protocol, destination address
+// and port, or nil.
+func (s *Snapshot) Lookup(k Key) *Service {
+	return s.services[k]
+}
+
+// Len returns the number of services.
+func (s *Snapshot) Len() int { return len(s.services) }
