@@ -1,0 +1,188 @@
+package service
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+var vipKey = KeyOf(6, netip.MustParseAddr("192.168.150.100"), 80)
+
+func addSvc(k Key, sched string) Op {
+	return Op{Kind: AddService, Service: k, Settings: Settings{Scheduler: sched}}
+}
+
+func addReal(k Key, addr string, w int32) Op {
+	return Op{Kind: AddReal, Service: k, Real: RealSpec{Addr: netip.MustParseAddr(addr), Port: k.Port, Forward: Route, Weight: w}}
+}
+
+// dump describes the table for comparisons.
+func dump(t *Table) string {
+	var b strings.Builder
+	for _, s := range t.Services() {
+		fmt.Fprintf(&b, "%v %s:", s.Key, s.Settings().Scheduler)
+		for _, r := range s.Reals() {
+			u, l := r.Thresholds()
+			fmt.Fprintf(&b, " %v/%v/w%d/%d-%d", r.AddrPort(), r.Forward, r.Weight(), u, l)
+		}
+		b.WriteString("\n")
+	}
+	snap := t.Load()
+	fmt.Fprintf(&b, "snapshot %d\n", snap.Len())
+	return b.String()
+}
+
+func TestApplyAndSnapshot(t *testing.T) {
+	tab := New()
+	plan, err := tab.Apply([]Op{
+		addSvc(vipKey, "rr"),
+		addReal(vipKey, "192.168.150.12", 1),
+		addReal(vipKey, "192.168.150.13", 1),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.NewReals) != 2 || plan.NewRealOps[0] != 1 || len(plan.Services) != 1 {
+		t.Fatalf("plan %+v", plan)
+	}
+	s := tab.Load().Lookup(vipKey)
+	if s == nil {
+		t.Fatal("service not in the snapshot")
+	}
+	// The kernel's list order: the server added last comes first.
+	if rs := s.Reals(); rs[0].Addr.String() != "192.168.150.13" || rs[1].Addr.String() != "192.168.150.12" {
+		t.Fatalf("list order %v %v", rs[0].Addr, rs[1].Addr)
+	}
+	var picks []string
+	for range 4 {
+		picks = append(picks, s.Pick(nil).Addr.String())
+	}
+	if got := strings.Join(picks, " "); got != "192.168.150.13 192.168.150.12 192.168.150.13 192.168.150.12" {
+		t.Fatalf("rr picks %s", got)
+	}
+	if tab.Load().Lookup(KeyOf(17, netip.MustParseAddr("192.168.150.100"), 80)) != nil {
+		t.Fatal("UDP lookup found the TCP service")
+	}
+}
+
+func TestErrorsChangeNothing(t *testing.T) {
+	other := KeyOf(17, netip.MustParseAddr("192.168.150.100"), 53)
+	tests := []struct {
+		name    string
+		ops     []Op
+		wantErr error
+		index   int
+	}{
+		{"service exists", []Op{addSvc(other, "rr"), addSvc(vipKey, "wrr")}, ErrServiceExists, 1},
+		{"no such service (edit)", []Op{{Kind: EditService, Service: other, Settings: Settings{Scheduler: "rr"}}}, ErrNoService, 0},
+		{"no such service (delete)", []Op{{Kind: DelService, Service: other}}, ErrNoService, 0},
+		{"real server exists", []Op{addReal(vipKey, "192.168.150.20", 1), addReal(vipKey, "192.168.150.12", 1)}, ErrRealExists, 1},
+		{"add to a missing service", []Op{addReal(other, "192.168.150.12", 1)}, ErrNoService, 0},
+		{"delete a missing real server", []Op{{Kind: DelReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.99"), Port: 80}}}, ErrNoReal, 0},
+		{"unknown scheduler", []Op{addSvc(other, "nosuch")}, ErrScheduler, 0},
+		{"weight out of range", []Op{addReal(vipKey, "192.168.150.20", 70000)}, ErrInvalid, 0},
+		{"lower threshold above upper", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Route, Weight: 1, UThreshold: 5, LThreshold: 10}}}, ErrRange, 0},
+		{"NAT not yet", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Masq, Weight: 1}}}, ErrNotSupported, 0},
+		{"DR with another port", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 8080, Forward: Route, Weight: 1}}}, ErrInvalid, 0},
+		{"persistence not yet", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", Persistent: true}}}, ErrNotSupported, 0},
+		{"port 0 without persistence", []Op{addSvc(KeyOf(6, netip.MustParseAddr("192.168.150.101"), 0), "rr")}, ErrInvalid, 0},
+		{"multicast VIP", []Op{addSvc(KeyOf(6, netip.MustParseAddr("224.0.0.1"), 80), "rr")}, ErrInvalid, 0},
+		{"real server 0.0.0.0", []Op{addReal(vipKey, "0.0.0.0", 1)}, ErrInvalid, 0},
+		{"fails after a clear", []Op{{Kind: Clear}, addReal(vipKey, "192.168.150.12", 1)}, ErrNoService, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tab := New()
+			if _, err := tab.Apply([]Op{addSvc(vipKey, "rr"), addReal(vipKey, "192.168.150.12", 1)}, nil); err != nil {
+				t.Fatal(err)
+			}
+			before := dump(tab)
+			prepared := false
+			_, err := tab.Apply(tt.ops, func(*Plan) error { prepared = true; return nil })
+			var oe *OpError
+			if !errors.Is(err, tt.wantErr) || !errors.As(err, &oe) || oe.Index != tt.index {
+				t.Fatalf("error %v (index %v), want %v at %d", err, oe, tt.wantErr, tt.index)
+			}
+			if prepared {
+				t.Error("prepare ran for a list that fails its check")
+			}
+			if after := dump(tab); after != before {
+				t.Errorf("table changed:\n%s\nwas:\n%s", after, before)
+			}
+		})
+	}
+}
+
+func TestPrepareFailureChangesNothing(t *testing.T) {
+	tab := New()
+	tab.Apply([]Op{addSvc(vipKey, "rr")}, nil)
+	before := dump(tab)
+	_, err := tab.Apply([]Op{addReal(vipKey, "192.168.150.12", 1), {Kind: DelService, Service: vipKey}},
+		func(*Plan) error { return errors.New("no next hop") })
+	if err == nil || err.Error() != "no next hop" {
+		t.Fatalf("error %v", err)
+	}
+	if after := dump(tab); after != before {
+		t.Fatalf("table changed:\n%s", after)
+	}
+}
+
+func TestEditDeleteClear(t *testing.T) {
+	tab := New()
+	_, err := tab.Apply([]Op{
+		addSvc(vipKey, "rr"),
+		addReal(vipKey, "192.168.150.12", 1),
+		addReal(vipKey, "192.168.150.13", 1),
+		{Kind: EditReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.12"), Port: 80, Forward: Route, Weight: 3, UThreshold: 10, LThreshold: 5}},
+		{Kind: EditService, Service: vipKey, Settings: Settings{Scheduler: "wrr"}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "TCP 192.168.150.100:80 wrr: 192.168.150.13:80/Route/w1/0-0 192.168.150.12:80/Route/w3/10-5\nsnapshot 1\n"
+	if got := dump(tab); got != want {
+		t.Fatalf("after edits:\n%s\nwant:\n%s", got, want)
+	}
+	// wrr over [13(w1) 12(w3)], as ip_vs_wrr_init_svc starts: cw = mw = 3.
+	s := tab.Load().Lookup(vipKey)
+	var picks []string
+	for range 4 {
+		picks = append(picks, s.Pick(nil).Addr.String()[12:])
+	}
+	if got := strings.Join(picks, " "); got != "12 12 13 12" {
+		t.Fatalf("wrr picks %s", got)
+	}
+	r13 := s.Reals()[0]
+	plan, err := tab.Apply([]Op{{Kind: DelReal, Service: vipKey, Real: RealSpec{Addr: r13.Addr, Port: 80}}}, nil)
+	if err != nil || len(plan.Removed) != 1 || plan.Removed[0] != r13 || !r13.Removed() {
+		t.Fatalf("delete: err %v plan %+v removed %v", err, plan, r13.Removed())
+	}
+	// Edit with Keep flags changes only what is asked.
+	_, err = tab.Apply([]Op{{Kind: EditReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.12"), Port: 80, Weight: 7, KeepForward: true, KeepThresholds: true}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := dump(tab); !strings.Contains(got, "w7/10-5") {
+		t.Fatalf("partial edit: %s", got)
+	}
+	plan, err = tab.Apply([]Op{{Kind: Clear}}, nil)
+	if err != nil || len(plan.Removed) != 1 || tab.Load().Len() != 0 || len(tab.Services()) != 0 {
+		t.Fatalf("clear: err %v plan %+v", err, plan)
+	}
+}
+
+func TestZero(t *testing.T) {
+	tab := New()
+	tab.Apply([]Op{addSvc(vipKey, "rr"), addReal(vipKey, "192.168.150.12", 1)}, nil)
+	s := tab.Load().Lookup(vipKey)
+	s.InPkts.Add(5)
+	s.Reals()[0].InBytes.Add(100)
+	if _, err := tab.Apply([]Op{{Kind: Zero, All: true}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if s.InPkts.Load() != 0 || s.Reals()[0].InBytes.Load() != 0 {
+		t.Fatal("counters not zeroed")
+	}
+}
