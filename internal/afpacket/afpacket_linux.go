@@ -1,0 +1,771 @@
+//go:build linux
+
+package afpacket
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/mdlayher/packet"
+	"golang.org/x/sys/unix"
+)
+
+// Fanout joins an RX socket to a PACKET_FANOUT group: the kernel spreads the
+// interface's frames over the group's sockets (one per worker).
+type Fanout struct {
+	// ID names the group within the network namespace. Sockets of one
+	// group must be bound to the same interface and use the same Mode.
+	ID uint16
+	// Mode chooses how frames are spread.
+	Mode FanoutMode
+	// Defrag reassembles IPv4 fragments before spreading them, so all
+	// fragments of a datagram reach the same socket (PACKET_FANOUT_FLAG_DEFRAG).
+	Defrag bool
+}
+
+// FanoutMode is a PACKET_FANOUT_* mode. The zero value is invalid.
+type FanoutMode int
+
+// Fanout modes.
+const (
+	_           FanoutMode = iota
+	FanoutHash             // by flow hash (PACKET_FANOUT_HASH): a flow stays on one socket
+	FanoutLB               // round robin (PACKET_FANOUT_LB)
+	FanoutCPU              // by receiving CPU (PACKET_FANOUT_CPU)
+	FanoutQueue            // by NIC receive queue (PACKET_FANOUT_QM)
+)
+
+func (m FanoutMode) kernel() (int, bool) {
+	switch m {
+	case FanoutHash:
+		return unix.PACKET_FANOUT_HASH, true
+	case FanoutLB:
+		return unix.PACKET_FANOUT_LB, true
+	case FanoutCPU:
+		return unix.PACKET_FANOUT_CPU, true
+	case FanoutQueue:
+		return unix.PACKET_FANOUT_QM, true
+	}
+	return 0, false
+}
+
+// RXConfig configures OpenRX. A nil *RXConfig and zero fields mean the
+// defaults.
+type RXConfig struct {
+	// FrameSize is the slot size in bytes (default DefaultFrameSize).
+	// Frames that do not fit are delivered truncated (Frame.Len > len(Data)).
+	FrameSize int
+	// FrameCount is the minimum number of slots (default DefaultFrameCount);
+	// see Layout for what is actually allocated.
+	FrameCount int
+	// Fanout, if set, joins the socket to a PACKET_FANOUT group.
+	Fanout *Fanout
+}
+
+// TXConfig configures OpenTX. A nil *TXConfig and zero fields mean the
+// defaults.
+type TXConfig struct {
+	// FrameSize is the slot size in bytes (default DefaultFrameSize); a slot
+	// holds frames of up to FrameSize - 42 bytes (32 bytes of slot header,
+	// 10 of vnet header).
+	FrameSize int
+	// FrameCount is the minimum number of slots (default DefaultFrameCount).
+	FrameCount int
+	// QdiscBypass sends frames straight to the driver, skipping the
+	// interface's qdisc (PACKET_QDISC_BYPASS). Faster, but frames are
+	// dropped rather than queued when the driver's queue is full, and tc
+	// egress rules do not see them.
+	QdiscBypass bool
+	// FullWait bounds how long Slot waits for the kernel to free a slot
+	// when the ring is full (default DefaultFullWait; negative: no wait).
+	FullWait time.Duration
+}
+
+// linearMax is the largest frame that Commit asks the kernel to copy
+// whole into its sk_buff. tpacket_snd copies max(hdr_len, 14) bytes of a
+// frame and attaches the rest as fragments pointing into the ring, which is
+// zero-copy but costs a page reference per fragment, and a device that
+// cannot send from user pages (veth, or anything that must orphan them)
+// then allocates a page and copies anyway. For a frame of less than a page
+// a single copy is cheaper; the kernel's own packet_snd makes the same
+// choice ("Under a page? Don't bother with paged skb"). Commit therefore
+// raises hdr_len, a hint about the linear part, to the frame's length for
+// frames up to linearMax bytes that are not super-frames.
+const linearMax = 2048
+
+// DefaultFullWait is how long TX.Slot waits, at most, for the kernel to
+// finish sending a frame when every slot is in flight. The wait ends as soon
+// as a slot is free (the socket becomes writable when the kernel frees a
+// sent frame); the bound only matters when transmission has stalled (link
+// down, a stuck driver queue). After one wait has run out, Slot fails at once
+// until a slot is free again, so a dead link costs one wait, not one per frame.
+const DefaultFullWait = time.Millisecond
+
+// opError builds the *net.OpError every error of this package is wrapped in
+// (mdlayher/packet does the same), so callers can use errors.Is with
+// net.ErrClosed, os.ErrPermission, unix.ENETDOWN and so on.
+func opError(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &net.OpError{Op: op, Net: "packet", Err: err}
+}
+
+// status returns a pointer to the tp_status word of the slot at off.
+func status(ring []byte, off int) *uint32 {
+	return (*uint32)(unsafe.Pointer(&ring[off]))
+}
+
+// header returns the struct tpacket2_hdr of the slot at off.
+func header(ring []byte, off int) *unix.Tpacket2Hdr {
+	return (*unix.Tpacket2Hdr)(unsafe.Pointer(&ring[off]))
+}
+
+// ringSocket is what RX and TX share: a packet socket and its mapped ring.
+type ringSocket struct {
+	conn   *packet.Conn
+	rc     syscall.RawConn
+	layout Layout
+	ring   []byte
+	offs   []int
+}
+
+// openRing opens a SOCK_RAW packet socket on ifindex bound with protocol 0
+// (so that it receives nothing yet), sets the options that must precede the
+// ring (PACKET_VNET_HDR, PACKET_VERSION and the extra ones in pre), creates
+// the ring (PACKET_RX_RING or PACKET_TX_RING) and maps it.
+func openRing(op string, ifindex int, ringOpt int, layout Layout, pre func(fd int) error) (_ *ringSocket, err error) {
+	// Only Index matters to Listen; HardwareAddr appears in its errors.
+	ifi, err := net.InterfaceByIndex(ifindex)
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	conn, err := packet.Listen(ifi, packet.Raw, 0, nil)
+	if err != nil {
+		return nil, err // already a *net.OpError
+	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	s := &ringSocket{conn: conn, rc: rc, layout: layout}
+	var serr error
+	cerr := rc.Control(func(fd uintptr) {
+		serr = s.setup(int(fd), ringOpt, pre)
+	})
+	if err := errors.Join(cerr, serr); err != nil {
+		return nil, opError(op, err)
+	}
+	s.offs = layout.offsets()
+	return s, nil
+}
+
+func (s *ringSocket) setup(fd, ringOpt int, pre func(fd int) error) error {
+	// The vnet header and the version must be set before the ring
+	// exists: packet_setsockopt answers EBUSY once a ring is there.
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+		return os.NewSyscallError("setsockopt PACKET_VNET_HDR", err)
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+		return os.NewSyscallError("setsockopt PACKET_VERSION", err)
+	}
+	if pre != nil {
+		if err := pre(fd); err != nil {
+			return err
+		}
+	}
+	l := s.layout
+	req := unix.TpacketReq{
+		Block_size: uint32(l.BlockSize),
+		Block_nr:   uint32(l.BlockCount),
+		Frame_size: uint32(l.FrameSize),
+		Frame_nr:   uint32(l.FrameCount),
+	}
+	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, ringOpt, &req); err != nil {
+		return os.NewSyscallError("setsockopt PACKET_RX/TX_RING", err)
+	}
+	ring, err := unix.Mmap(fd, 0, l.Size(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		return os.NewSyscallError("mmap", err)
+	}
+	s.ring = ring
+	return nil
+}
+
+// Frame is one received frame. It aliases ring memory and is valid until
+// the next Release (or Receive, or Close).
+type Frame struct {
+	// Data is the Ethernet frame as captured: tp_snaplen bytes, starting
+	// with the destination MAC. It may be modified in place.
+	Data []byte
+	// Len is the frame's full length (tp_len). Len > len(Data) means the
+	// frame did not fit its slot and was truncated: drop it.
+	Len int
+	// VNet is the frame's virtio_net_hdr: GSO and checksum state.
+	VNet VNetHdr
+	// PktType is sll_pkttype: PacketHost, PacketBroadcast, ...
+	PktType uint8
+	// Status is tp_status: StatusCsumNotReady, StatusVLANValid, ...
+	Status uint32
+	// VLANTCI is the 802.1Q tag control information (priority, DEI, VLAN
+	// ID) when Status has StatusVLANValid. The kernel strips the tag from
+	// Data in that case; a forwarder must put it back if it wants it.
+	VLANTCI uint16
+	// VLANTPID is the stripped tag's protocol ID (0x8100, 0x88a8) when
+	// Status has StatusVLANTPIDValid.
+	VLANTPID uint16
+}
+
+// RX is a TPACKET_V2 receive ring on one interface.
+//
+// Receive and Release must be called from one goroutine at a time (the
+// consumer). Stats and Close may be called from any goroutine, at any time.
+type RX struct {
+	s *ringSocket
+
+	// Consumer state, touched only by Receive and Release.
+	head  int                   // next slot to look at
+	tail  int                   // first slot handed out by the last Receive
+	held  int                   // slots handed out and not yet released
+	ready func(fd uintptr) bool // RawConn.Read callback, made once
+
+	// active is set while the consumer is inside Receive or holds frames;
+	// the ring is unmapped by whichever of Close and the consumer comes
+	// last, so that frames never point at unmapped memory.
+	active    atomic.Bool
+	closed    atomic.Bool
+	closeOnce sync.Once
+	unmapOnce sync.Once
+	errClosed error
+
+	statsMu        sync.Mutex
+	packets, drops uint64
+}
+
+// OpenRX opens a receive ring on the interface with index ifindex: a
+// SOCK_RAW socket that sees every frame (ETH_P_ALL) the interface receives,
+// but none it sends (PACKET_IGNORE_OUTGOING), each with its virtio_net_hdr.
+// The caller needs CAP_NET_RAW in the interface's network namespace.
+//
+// The socket is bound to ETH_P_ALL only after the ring exists, so no frame
+// is ever queued on the socket outside the ring.
+func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
+	const op = "open rx"
+	if cfg == nil {
+		cfg = &RXConfig{}
+	}
+	var fanoutArg int
+	if f := cfg.Fanout; f != nil {
+		mode, ok := f.Mode.kernel()
+		if !ok {
+			return nil, opError(op, fmt.Errorf("%w: fanout mode %d", errConfig, f.Mode))
+		}
+		if f.Defrag {
+			mode |= unix.PACKET_FANOUT_FLAG_DEFRAG
+		}
+		// PACKET_FANOUT takes the group id in the low 16 bits and the
+		// mode and flags in the high 16 bits.
+		fanoutArg = int(f.ID) | mode<<16
+	}
+	layout, err := newLayout(cfg.FrameSize, cfg.FrameCount, os.Getpagesize())
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	s, err := openRing(op, ifindex, unix.PACKET_RX_RING, layout, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r := &RX{s: s, errClosed: opError("receive", net.ErrClosed)}
+	r.ready = func(uintptr) bool {
+		return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
+	}
+	var serr error
+	cerr := s.rc.Control(func(fd uintptr) {
+		// Start receiving: bind to the protocol (sll_protocol is in
+		// network byte order; x/sys/unix stores it as given).
+		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
+		if err := unix.Bind(int(fd), sa); err != nil {
+			serr = os.NewSyscallError("bind", err)
+			return
+		}
+		if cfg.Fanout != nil {
+			if err := unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutArg); err != nil {
+				serr = os.NewSyscallError("setsockopt PACKET_FANOUT", err)
+			}
+		}
+	})
+	if err := errors.Join(cerr, serr); err != nil {
+		r.closed.Store(true)
+		r.s.conn.Close()
+		r.unmap()
+		return nil, opError(op, err)
+	}
+	return r, nil
+}
+
+// htons returns the uint16 whose in-memory bytes are v in network byte
+// order (a byte swap on little-endian hosts, nothing on big-endian ones).
+func htons(v uint16) uint16 {
+	var b [2]byte
+	binary.BigEndian.PutUint16(b[:], v)
+	return binary.NativeEndian.Uint16(b[:])
+}
+
+// Layout returns the ring's geometry.
+func (r *RX) Layout() Layout { return r.s.layout }
+
+// Receive waits until at least one frame is ready, then fills frames with
+// up to len(frames) ready frames, in arrival order, and returns how many.
+// It does not wait for more frames than are ready. Waiting goes through the
+// Go netpoller (no busy loop, no thread held).
+//
+// The frames stay valid, and their slots owned by the caller, until
+// Release. A Receive that finds frames of an earlier Receive not released
+// releases them first. After Close, Receive returns an error for which
+// errors.Is(err, net.ErrClosed) holds. Receive does not allocate.
+func (r *RX) Receive(frames []Frame) (int, error) {
+	if r.held > 0 {
+		r.Release()
+	}
+	r.active.Store(true)
+	if r.closed.Load() {
+		r.leave()
+		return 0, r.errClosed
+	}
+	if len(frames) == 0 {
+		r.leave()
+		return 0, nil
+	}
+	for {
+		if n := r.collect(frames); n > 0 {
+			return n, nil // still active: the caller holds slots
+		}
+		err := r.s.rc.Read(r.ready)
+		if r.closed.Load() {
+			r.leave()
+			return 0, r.errClosed
+		}
+		if err != nil {
+			r.leave()
+			return 0, err
+		}
+	}
+}
+
+// collect hands out the ready slots from head on.
+func (r *RX) collect(frames []Frame) int {
+	ring, offs := r.s.ring, r.s.offs
+	fs := r.s.layout.FrameSize
+	r.tail = r.head
+	// At most one lap: a full ring must not hand out a slot twice.
+	limit := min(len(frames), len(offs))
+	n := 0
+	for n < limit {
+		off := offs[r.head]
+		h := header(ring, off)
+		st := atomic.LoadUint32(&h.Status)
+		if st&unix.TP_STATUS_USER == 0 {
+			break
+		}
+		// The kernel wrote the slot before publishing its status; the
+		// atomic load above orders the reads below after it.
+		f := &frames[n]
+		mac, snap := int(h.Mac), int(h.Snaplen)
+		if mac >= minMACOff && mac <= fs {
+			snap = min(snap, fs-mac)
+			f.VNet.Decode(ring[off+mac-VNetHdrLen : off+mac])
+		} else {
+			// Not a slot this code can parse: an empty frame.
+			mac, snap = fs, 0
+			f.VNet = VNetHdr{}
+		}
+		f.Data = ring[off+mac : off+mac+snap : off+mac+snap]
+		f.Len = int(h.Len)
+		f.Status = st
+		f.PktType = ring[off+pktTypeOff]
+		f.VLANTCI, f.VLANTPID = 0, 0
+		if st&unix.TP_STATUS_VLAN_VALID != 0 {
+			f.VLANTCI = h.Vlan_tci
+		}
+		if st&unix.TP_STATUS_VLAN_TPID_VALID != 0 {
+			f.VLANTPID = h.Vlan_tpid
+		}
+		n++
+		if r.head++; r.head == len(offs) {
+			r.head = 0
+		}
+	}
+	r.held = n
+	return n
+}
+
+// Release gives the slots of the last Receive back to the kernel, in order
+// (TP_STATUS_KERNEL). The frames must not be used afterwards. Release does
+// not allocate and is a no-op when nothing is held.
+func (r *RX) Release() {
+	if r.held == 0 {
+		return
+	}
+	ring, offs := r.s.ring, r.s.offs
+	for ; r.held > 0; r.held-- {
+		atomic.StoreUint32(status(ring, offs[r.tail]), unix.TP_STATUS_KERNEL)
+		if r.tail++; r.tail == len(offs) {
+			r.tail = 0
+		}
+	}
+	r.leave()
+}
+
+// leave marks the consumer as out of the ring and unmaps it if Close came
+// first.
+func (r *RX) leave() {
+	r.active.Store(false)
+	if r.closed.Load() {
+		r.unmap()
+	}
+}
+
+func (r *RX) unmap() {
+	r.unmapOnce.Do(func() {
+		if r.s.ring != nil {
+			_ = unix.Munmap(r.s.ring)
+		}
+	})
+}
+
+// Stats returns the number of frames that reached the socket (received
+// into the ring or dropped) and the number dropped because the ring was full
+// (or the frame could not be described by a virtio_net_hdr), both counted
+// since OpenRX. The kernel resets its counters when read (PACKET_STATISTICS);
+// RX accumulates them.
+func (r *RX) Stats() (packets, drops uint64, err error) {
+	r.statsMu.Lock()
+	defer r.statsMu.Unlock()
+	var st *unix.TpacketStats
+	var serr error
+	cerr := r.s.rc.Control(func(fd uintptr) {
+		st, serr = unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+	})
+	if err := errors.Join(cerr, serr); err != nil {
+		return r.packets, r.drops, opError("stats", err)
+	}
+	r.packets += uint64(st.Packets)
+	r.drops += uint64(st.Drops)
+	return r.packets, r.drops, nil
+}
+
+// Close closes the socket. A Receive blocked in another goroutine returns
+// net.ErrClosed. The ring is unmapped at once, or, if the consumer holds
+// frames or is inside Receive, as soon as it calls Release or leaves
+// Receive. Close is safe to call more than once.
+func (r *RX) Close() error {
+	var err error
+	r.closeOnce.Do(func() {
+		r.closed.Store(true)
+		// Closing the file evicts it from the netpoller, wakes a
+		// blocked Receive and waits until it has left RawConn.Read.
+		err = r.s.conn.Close()
+		if !r.active.Load() {
+			r.unmap()
+		}
+	})
+	return err
+}
+
+// TX is a TPACKET_V2 transmit ring on one interface.
+//
+// A TX belongs to one goroutine: none of its methods, Close included, may be
+// called concurrently with another.
+type TX struct {
+	s *ringSocket
+
+	head     int  // the slot Slot hands out next
+	out      bool // Slot handed out the head slot and Commit has not run
+	khead    int  // the oldest committed slot the kernel has not taken (its head)
+	queued   int  // committed slots from khead on that the kernel has not taken
+	stalled  bool // the last wait for a free slot ran out
+	drops    uint64
+	closed   bool
+	maxFrame int
+	fullWait time.Duration
+	vnet     VNetHdr
+
+	send    func(fd uintptr)      // the sendto of Flush, made once
+	sendErr unix.Errno            // its result
+	free    func(fd uintptr) bool // RawConn.Write callback, made once
+
+	errClosed error
+}
+
+// OpenTX opens a transmit ring on the interface with index ifindex: a
+// SOCK_RAW socket bound with protocol 0, so it receives nothing, whose frames
+// carry a virtio_net_hdr. The caller needs CAP_NET_RAW in the interface's
+// network namespace.
+//
+// The socket's send buffer is raised (SO_SNDBUFFORCE, which needs
+// CAP_NET_ADMIN, else SO_SNDBUF within net.core.wmem_max) so that the whole
+// ring can be in flight; otherwise the kernel stops taking frames from the
+// ring when the buffer is full, and they wait for a later Flush.
+//
+// Malformed frames (for instance a vnet header that does not match the
+// frame) are dropped by the kernel without an error (PACKET_LOSS), so that
+// one bad frame cannot stop the ring.
+func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
+	const op = "open tx"
+	if cfg == nil {
+		cfg = &TXConfig{}
+	}
+	fullWait := cfg.FullWait
+	if fullWait == 0 {
+		fullWait = DefaultFullWait
+	}
+	layout, err := newLayout(cfg.FrameSize, cfg.FrameCount, os.Getpagesize())
+	if err != nil {
+		return nil, opError(op, err)
+	}
+	s, err := openRing(op, ifindex, unix.PACKET_TX_RING, layout, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_LOSS", err)
+		}
+		if cfg.QdiscBypass {
+			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+				return os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err)
+			}
+		}
+		// Each frame in flight is charged to the send buffer with its
+		// length plus the sk_buff's own size (a few hundred bytes; 2 KiB
+		// is generous). The kernel doubles the value it is given.
+		sndbuf := min(int64(layout.FrameCount)*int64(layout.FrameSize+2048), math.MaxInt32/2)
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, int(sndbuf)); err != nil {
+			// Without CAP_NET_ADMIN: as much as net.core.wmem_max allows.
+			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, int(sndbuf))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	t := &TX{
+		s:         s,
+		maxFrame:  s.layout.FrameSize - txDataOff - VNetHdrLen,
+		fullWait:  fullWait,
+		errClosed: opError("send", net.ErrClosed),
+	}
+	t.send = func(fd uintptr) {
+		// sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): tpacket_snd sends
+		// every slot marked TP_STATUS_SEND_REQUEST from its head on.
+		_, _, t.sendErr = unix.Syscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	}
+	t.free = func(uintptr) bool { return t.slotFree(t.s.offs[t.head]) }
+	return t, nil
+}
+
+// Layout returns the ring's geometry.
+func (t *TX) Layout() Layout { return t.s.layout }
+
+// MaxFrame is the largest Ethernet frame a slot holds: len(buf) from Slot.
+func (t *TX) MaxFrame() int { return t.maxFrame }
+
+// slotFree reports whether the kernel is done with the slot at off: it is
+// neither waiting to be sent nor being sent (TP_STATUS_AVAILABLE, possibly
+// with timestamp bits).
+func (t *TX) slotFree(off int) bool {
+	return atomic.LoadUint32(status(t.s.ring, off))&(unix.TP_STATUS_SEND_REQUEST|unix.TP_STATUS_SENDING) == 0
+}
+
+// Slot returns the next free slot: the caller writes the frame's vnet
+// header into *vnet (zeroed: no offload) and the Ethernet frame into buf,
+// whose length is MaxFrame, then calls Commit with the frame's length. Both
+// are valid until Commit; calling Slot again without Commit returns the same
+// slot.
+//
+// When every slot is in flight, Slot flushes what is committed and waits
+// for the kernel to free a slot, at most TXConfig.FullWait; ok is false if
+// none became free (the caller drops the frame and counts it). After a wait
+// has run out, Slot does not wait again until it finds a free slot. Slot
+// does not allocate.
+func (t *TX) Slot() (vnet *VNetHdr, buf []byte, ok bool) {
+	if t.closed {
+		return nil, nil, false
+	}
+	off := t.s.offs[t.head]
+	if !t.slotFree(off) && !t.waitSlot(off) {
+		return nil, nil, false
+	}
+	t.stalled = false
+	t.vnet = VNetHdr{}
+	t.out = true
+	d := off + txDataOff + VNetHdrLen
+	end := off + t.s.layout.FrameSize
+	return &t.vnet, t.s.ring[d:end:end], true
+}
+
+// waitSlot is the slow path of Slot: the head slot is still in flight.
+func (t *TX) waitSlot(off int) bool {
+	if t.stalled {
+		return t.slotFree(off)
+	}
+	if t.queued > 0 {
+		_ = t.Flush() // an error shows again in the caller's own Flush
+		if t.slotFree(off) {
+			return true
+		}
+	}
+	if t.fullWait < 0 {
+		return false
+	}
+	// Wait for the socket to become writable (the kernel wakes it when
+	// it frees a sent frame) or the deadline, whichever comes first.
+	if err := t.s.conn.SetWriteDeadline(time.Now().Add(t.fullWait)); err == nil {
+		_ = t.s.rc.Write(t.free)
+		_ = t.s.conn.SetWriteDeadline(time.Time{})
+	}
+	if t.slotFree(off) {
+		return true
+	}
+	t.stalled = true
+	return false
+}
+
+// Commit queues the frame in the slot from the last Slot: n bytes of buf,
+// sent with *vnet (TP_STATUS_SEND_REQUEST). The kernel takes it at the next
+// Flush. Commit panics if no slot was handed out or n is larger than the
+// slot. Commit does not allocate.
+func (t *TX) Commit(n int) {
+	if !t.out {
+		panic("afpacket: TX.Commit without a slot from TX.Slot")
+	}
+	if n < 0 || n > t.maxFrame {
+		panic("afpacket: TX.Commit: frame length out of range")
+	}
+	ring := t.s.ring
+	off := t.s.offs[t.head]
+	v := t.vnet
+	if v.GSOType == GSONone && int(v.HdrLen) < n && n <= linearMax {
+		v.HdrLen = uint16(n)
+	}
+	v.Encode(ring[off+txDataOff : off+txDataOff+VNetHdrLen])
+	h := header(ring, off)
+	// tp_len covers the vnet header and the frame (tpacket_snd strips
+	// the header from it).
+	h.Len = uint32(VNetHdrLen + n)
+	// The slot's contents are written before its status is published.
+	atomic.StoreUint32(&h.Status, unix.TP_STATUS_SEND_REQUEST)
+	t.out = false
+	t.queued++
+	if t.head++; t.head == len(t.s.offs) {
+		t.head = 0
+	}
+}
+
+// Flush hands the committed frames to the kernel: one
+// sendto(fd, NULL, 0, MSG_DONTWAIT), or nothing if nothing was committed
+// since the last Flush took everything. The kernel builds one sk_buff per
+// frame, pointing at the slot (no copy beyond the headers), and frees the
+// slot once the frame has left.
+//
+// A frame that the egress path drops (a full or dropping qdisc, a tc or
+// netfilter egress rule, no memory) makes the kernel stop with ENOBUFS and
+// put the frame back to be sent again by the next sendto, which would hold
+// back every later frame for as long as the drop repeats. Flush instead
+// drops that frame (counted by Drops) and sends the rest, with one more
+// sendto per dropped frame.
+//
+// Frames the kernel did not take for other reasons (send buffer full, link
+// down) stay queued and go with a later Flush; Pending reports them. Flush
+// returns an error only for the latter kind (EAGAIN excepted, which just
+// means later), and does not allocate unless it returns one.
+func (t *TX) Flush() error {
+	if t.closed {
+		return t.errClosed
+	}
+	for t.queued > 0 {
+		t.sendErr = 0
+		if err := t.s.rc.Control(t.send); err != nil {
+			return err
+		}
+		t.advance()
+		switch t.sendErr {
+		case 0, unix.EAGAIN, unix.EINTR:
+			return nil
+		case unix.ENOBUFS:
+			if t.queued > 0 {
+				t.dropHead()
+			}
+			continue
+		}
+		return opError("send", os.NewSyscallError("sendto", t.sendErr))
+	}
+	return nil
+}
+
+// advance moves khead past the slots the kernel has taken: it takes them in
+// order, so it has taken them all when it has taken the newest.
+func (t *TX) advance() {
+	ring, offs := t.s.ring, t.s.offs
+	newest := t.head - 1
+	if newest < 0 {
+		newest = len(offs) - 1
+	}
+	if atomic.LoadUint32(status(ring, offs[newest])) != unix.TP_STATUS_SEND_REQUEST {
+		t.khead, t.queued = t.head, 0
+		return
+	}
+	for t.queued > 0 && atomic.LoadUint32(status(ring, offs[t.khead])) != unix.TP_STATUS_SEND_REQUEST {
+		if t.khead++; t.khead == len(offs) {
+			t.khead = 0
+		}
+		t.queued--
+	}
+}
+
+// dropHead makes the kernel discard the frame at its head: a tp_len shorter
+// than the vnet header is malformed, and with PACKET_LOSS tpacket_snd frees
+// a malformed slot and moves on. The slot is not in the kernel's hands
+// between two sendto calls, so writing it is safe.
+func (t *TX) dropHead() {
+	header(t.s.ring, t.s.offs[t.khead]).Len = 0
+	t.drops++
+}
+
+// Pending reports whether committed frames wait for a Flush.
+func (t *TX) Pending() bool { return t.queued > 0 }
+
+// Drops is the number of committed frames the kernel's egress path refused
+// and Flush dropped, since OpenTX. (Frames the kernel finds malformed are
+// dropped without a trace: PACKET_LOSS.)
+func (t *TX) Drops() uint64 { return t.drops }
+
+// Close closes the socket and unmaps the ring. Frames committed but not
+// flushed are discarded; frames already flushed are sent (the kernel holds
+// references to their pages). Close is safe to call more than once.
+func (t *TX) Close() error {
+	if t.closed {
+		return nil
+	}
+	t.closed = true
+	t.out = false // a Commit now panics instead of writing to unmapped memory
+	err := t.s.conn.Close()
+	// The mapping keeps the socket alive; unmapping it releases both.
+	_ = unix.Munmap(t.s.ring)
+	return err
+}
