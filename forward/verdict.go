@@ -1,0 +1,67 @@
+package forward
+
+// Reason is a frame's verdict: forwarded, left alone, or why it was
+// dropped.
+type Reason uint8
+
+const (
+	// Forwarded: rewritten and queued for its real server.
+	Forwarded Reason = iota
+
+	// Left alone (not gvs's to handle; the kernel sees them as usual).
+	NotHost   // not addressed to the interface's MAC (broadcast, multicast, other host)
+	NotIPv4   // not IPv4 (ARP, IPv6, ...)
+	NotOurs   // not to a virtual service
+	Fragment  // an IPv4 fragment
+	VLAN      // carries an 802.1Q tag
+	Malformed // IPv4, TCP or UDP header that does not hold together
+
+	// Dropped (to a virtual service, but not forwarded).
+	Truncated  // longer than a receive slot
+	NoConn     // a TCP packet other than SYN with no connection entry
+	NoDest     // the scheduler found no available real server
+	Unresolved // the real server's MAC address is not known (ARP)
+	NoEgress   // the real server is on an interface this worker cannot send on
+	TableFull  // the connection table is full
+	TxFull     // no free transmit slot
+
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	Forwarded:  "forwarded",
+	NotHost:    "not_host",
+	NotIPv4:    "not_ipv4",
+	NotOurs:    "not_ours",
+	Fragment:   "fragment",
+	VLAN:       "vlan",
+	Malformed:  "malformed",
+	Truncated:  "truncated",
+	NoConn:     "no_conn",
+	NoDest:     "no_dest",
+	Unresolved: "arp_unresolved",
+	NoEgress:   "no_egress",
+	TableFull:  "table_full",
+	TxFull:     "tx_full",
+}
+
+// String returns the reason's name, as used in logs and metrics.
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "unknown"
+}
+
+// Dropped reports whether frames with this verdict were to a virtual
+// service but not forwarded.
+func (r Reason) Dropped() bool { return r >= Truncated }
+
+// Reasons returns every reason, in order.
+func Reasons() []Reason {
+	rs := make([]Reason, numReasons)
+	for i := range rs {
+		rs[i] = Reason(i)
+	}
+	return rs
+}
