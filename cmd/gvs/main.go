@@ -1,0 +1,182 @@
+// Command gvs is the Go Virtual Server director: a user-space layer-4
+// load balancer that does what Linux's IPVS does, for hosts without the
+// ip_vs module.
+//
+//	gvs -i IFACE [-i IFACE ...] [--socket PATH]   serve the virtual services on these interfaces
+//	gvs realserver --vip VIP [--dev IFACE] [--undo]  make this host an LVS-DR real server for VIP
+//	gvs demo                                         run the seed's LVS-DR lab in network namespaces
+//	gvs version
+//
+// Configure it with gvsadm, as you would configure IPVS with ipvsadm.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+
+	"github.com/gvs-project/gvs/conntrack"
+	"github.com/gvs-project/gvs/control"
+	"github.com/gvs-project/gvs/director"
+	"github.com/gvs-project/gvs/lab"
+	"github.com/gvs-project/gvs/realserver"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "realserver":
+			return realServer(args[1:], stdout, stderr)
+		case "demo":
+			return demo(args[1:], stdout, stderr)
+		case "version":
+			fmt.Fprintf(stdout, "gvs %s (IPVS %s semantics)\n", director.Version, director.IPVSVersion)
+			return 0
+		}
+	}
+	return daemon(args, stderr)
+}
+
+func daemon(args []string, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("gvs", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage:
+  gvs -i IFACE [-i IFACE ...] [options]       run the director
+  gvs realserver --vip VIP [--dev IFACE] [--undo]
+  gvs demo [--keep]                           the seed's LVS-DR lab in network namespaces (root)
+  gvs version
+
+Options:
+%s
+Configure the virtual services with gvsadm (ipvsadm's commands).
+`, fs.FlagUsages())
+	}
+	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
+	socket := fs.String("socket", "", "control socket path (default $GVS_SOCKET or "+control.DefaultSocket+")")
+	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "text", "text or json")
+	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gvs: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if len(*ifaces) == 0 {
+		fmt.Fprintln(stderr, "gvs: no interface given: serve at least one with -i IFACE")
+		fs.Usage()
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(stderr, "gvs: --log-level %q: %v\n", *logLevel, err)
+		return 2
+	}
+	hopts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler
+	switch *logFormat {
+	case "text":
+		h = slog.NewTextHandler(stderr, hopts)
+	case "json":
+		h = slog.NewJSONHandler(stderr, hopts)
+	default:
+		fmt.Fprintf(stderr, "gvs: --log-format %q: want text or json\n", *logFormat)
+		return 2
+	}
+	log := slog.New(h)
+
+	d, err := director.New(director.Config{
+		Interfaces:  *ifaces,
+		Socket:      control.SocketPath(*socket),
+		Conns:       &conntrack.Config{MaxEntries: *maxConns},
+		FilterTable: *filterTable,
+		Log:         log,
+	})
+	if err != nil {
+		log.Error("gvs cannot start", "err", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := d.Run(ctx); err != nil {
+		return 1
+	}
+	return 0
+}
+
+func realServer(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("gvs realserver", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	vip := fs.String("vip", "", "the virtual IP this real server serves (required)")
+	dev := fs.String("dev", "", "the interface facing the director (default: every non-loopback interface)")
+	undo := fs.Bool("undo", false, "undo what an earlier run did")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, `Usage: gvs realserver --vip VIP [--dev IFACE] [--undo]
+
+Makes this host an LVS direct-routing real server for VIP, as the LVS notes do by
+hand: arp_ignore=1 and arp_announce=2 (on conf/all and the interface), and the VIP
+as a /32 on lo. --undo restores the earlier values and removes the VIP.
+
+%s`, fs.FlagUsages())
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	a, err := netip.ParseAddr(*vip)
+	if err != nil || !a.Is4() {
+		fmt.Fprintf(stderr, "gvs realserver: --vip %q is not an IPv4 address\n", *vip)
+		return 2
+	}
+	if *undo {
+		err = realserver.Undo(stdout, a, *dev)
+	} else {
+		err = realserver.Setup(stdout, a, *dev)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "gvs realserver: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func demo(args []string, stdout, stderr io.Writer) int {
+	fs := pflag.NewFlagSet("gvs demo", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keep := fs.Bool("keep", false, "leave the lab running at the end, until Ctrl-C")
+	gvsadm := fs.String("gvsadm", "", "path of the gvsadm binary (default: next to gvs, else $PATH)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := lab.Demo(ctx, lab.DemoConfig{Out: stdout, Keep: *keep, Gvsadm: *gvsadm}); err != nil {
+		fmt.Fprintf(stderr, "gvs demo: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,331 @@
+// Package director is the running gvs daemon: it opens the interfaces,
+// builds the virtual-service table, the connection table, the ARP
+// resolver, the kernel's ingress filter and the data path's workers, and
+// serves the control socket, translating gvsadm's requests into changes of
+// the service table and answering its listings. cmd/gvs only parses flags
+// and calls Run.
+package director
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/gvs-project/gvs/arp"
+	"github.com/gvs-project/gvs/conntrack"
+	"github.com/gvs-project/gvs/control"
+	"github.com/gvs-project/gvs/forward"
+	"github.com/gvs-project/gvs/ingress"
+	"github.com/gvs-project/gvs/internal/afpacket"
+	"github.com/gvs-project/gvs/service"
+)
+
+// Version is gvs's version.
+const Version = "0.1.0"
+
+// IPVSVersion is the version of the kernel's IPVS whose behaviour gvs
+// follows, as ipvsadm prints it.
+const IPVSVersion = "1.2.1"
+
+// Config configures a Director.
+type Config struct {
+	// Interfaces are the interfaces gvs serves (gvs -i).
+	Interfaces []string
+	// Socket is the control socket's path.
+	Socket string
+	// Conns configures the connection table (nil: defaults).
+	Conns *conntrack.Config
+	// ARP configures the resolver (nil: defaults).
+	ARP *arp.Config
+	// FilterTable names gvs's nftables table (default "gvs").
+	FilterTable string
+	// Log receives the daemon's log (default: slog.Default()).
+	Log *slog.Logger
+}
+
+// Director is a running gvs.
+type Director struct {
+	cfg    Config
+	log    *slog.Logger
+	ifaces []*net.Interface
+
+	services *service.Table
+	conns    *conntrack.Table[*service.Real]
+	resolver *arp.Resolver
+	filter   *ingress.Filter // nil without nf_tables
+	engine   *forward.Engine
+	rxs      []*afpacket.RX
+	txs      []*afpacket.TX
+	ctl      *control.Server
+
+	// retired are removed real servers whose flows may still run; their
+	// ARP neighbours are released when their last connection ends.
+	retiredMu sync.Mutex
+	retired   []*service.Real
+}
+
+// New opens everything gvs needs. On error, what was opened is closed.
+func New(cfg Config) (d *Director, err error) {
+	if len(cfg.Interfaces) == 0 {
+		return nil, errors.New("no interface to serve: give at least one with -i")
+	}
+	d = &Director{cfg: cfg, log: cfg.Log}
+	if d.log == nil {
+		d.log = slog.Default()
+	}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	seen := map[string]bool{}
+	for _, name := range cfg.Interfaces {
+		if seen[name] {
+			return nil, fmt.Errorf("interface %s given twice", name)
+		}
+		seen[name] = true
+		ifi, err := net.InterfaceByName(name)
+		if err != nil {
+			return nil, fmt.Errorf("interface %s: %w", name, err)
+		}
+		if len(ifi.HardwareAddr) != 6 {
+			return nil, fmt.Errorf("interface %s is not an Ethernet interface", name)
+		}
+		d.ifaces = append(d.ifaces, ifi)
+	}
+
+	d.services = service.New()
+	d.conns = conntrack.New[*service.Real](cfg.Conns)
+
+	d.resolver, err = arp.New(d.ifaces, d.arpConfig())
+	if err != nil {
+		return nil, fmt.Errorf("ARP: %w", err)
+	}
+
+	d.filter, err = ingress.Open(cfg.Interfaces, &ingress.Config{Table: cfg.FilterTable, Logf: d.logf(slog.LevelDebug)})
+	if errors.Is(err, ingress.ErrNotSupported) {
+		d.log.Warn("nf_tables is not available: gvs cannot keep the kernel away from the frames it handles. "+
+			"Serve only VIPs that are not addresses of this host's kernel, and keep net.ipv4.ip_forward=0.",
+			"err", err)
+		d.filter, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ingress filter: %w", err)
+	}
+
+	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns})
+	for _, in := range d.ifaces {
+		rx, err := afpacket.OpenRX(in.Index, nil)
+		if err != nil {
+			return nil, fmt.Errorf("receive ring on %s: %w", in.Name, err)
+		}
+		d.rxs = append(d.rxs, rx)
+		var egress []forward.Egress
+		for _, out := range d.ifaces {
+			tx, err := afpacket.OpenTX(out.Index, nil)
+			if err != nil {
+				return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
+			}
+			d.txs = append(d.txs, tx)
+			egress = append(egress, forward.Egress{Ifindex: out.Index, MAC: [6]byte(out.HardwareAddr), TX: tx})
+		}
+		d.engine.AddWorker(in.Name, rx, egress)
+	}
+
+	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Logf: d.logf(slog.LevelWarn)})
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+func (d *Director) arpConfig() *arp.Config {
+	var c arp.Config
+	if d.cfg.ARP != nil {
+		c = *d.cfg.ARP
+	}
+	if c.Logf == nil {
+		c.Logf = d.logf(slog.LevelInfo)
+	}
+	if c.Errorf == nil {
+		c.Errorf = d.logf(slog.LevelWarn)
+	}
+	return &c
+}
+
+func (d *Director) logf(level slog.Level) func(string, ...any) {
+	return func(format string, args ...any) {
+		d.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	}
+}
+
+// Run serves until ctx is done, then shuts down: the control socket
+// first, then the workers, then the filter and ARP.
+func (d *Director) Run(ctx context.Context) error {
+	defer d.close()
+	var names []string
+	for _, in := range d.ifaces {
+		names = append(names, in.Name)
+	}
+	d.log.Info("gvs serving", "interfaces", names, "socket", d.ctl.Path(), "version", Version,
+		"filter", d.filter != nil)
+
+	errc := make(chan error, len(d.engine.Workers())+1)
+	var wg sync.WaitGroup
+	for _, w := range d.engine.Workers() {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := w.Run(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	go func() {
+		if err := d.ctl.Serve(control.HandlerFunc(d.Handle)); err != nil {
+			errc <- err
+		}
+	}()
+	stop := make(chan struct{})
+	var reaper sync.WaitGroup
+	reaper.Add(1)
+	go func() {
+		defer reaper.Done()
+		d.reap(stop)
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		d.log.Error("gvs stopping", "err", err)
+	}
+	d.ctl.Close()
+	d.ctl = nil
+	for _, rx := range d.rxs {
+		rx.Close()
+	}
+	d.rxs = nil
+	wg.Wait()
+	close(stop)
+	reaper.Wait()
+	d.log.Info("gvs stopped")
+	return err
+}
+
+// reapInterval and reapFraction make the expiry sweep visit every shard
+// of the connection table about every two seconds, a few shards at a time.
+const (
+	reapInterval = 100 * time.Millisecond
+	reapFraction = 20
+)
+
+func (d *Director) reap(stop <-chan struct{}) {
+	t := time.NewTicker(reapInterval)
+	defer t.Stop()
+	n := d.conns.Size()/reapFraction + 1
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			d.conns.Reap(conntrack.Now(), n)
+			d.releaseRetired()
+		}
+	}
+}
+
+// releaseRetired releases the ARP neighbours of removed real servers that
+// no longer have connections.
+func (d *Director) releaseRetired() {
+	d.retiredMu.Lock()
+	defer d.retiredMu.Unlock()
+	keep := d.retired[:0]
+	for _, r := range d.retired {
+		if r.Active()+r.Inactive() > 0 {
+			keep = append(keep, r)
+			continue
+		}
+		if n, ok := r.Hop.(*arp.Neighbor); ok && d.resolver != nil {
+			d.resolver.Release(n)
+		}
+	}
+	clear(d.retired[len(keep):])
+	d.retired = keep
+}
+
+// close releases everything New opened, in reverse order.
+func (d *Director) close() {
+	if d.ctl != nil {
+		d.ctl.Close()
+	}
+	for _, rx := range d.rxs {
+		rx.Close()
+	}
+	for _, tx := range d.txs {
+		tx.Close()
+	}
+	if d.filter != nil {
+		if err := d.filter.Close(); err != nil {
+			d.log.Warn("removing the ingress filter", "err", err)
+		}
+	}
+	if d.resolver != nil {
+		d.resolver.Close()
+	}
+}
+
+// Services returns the service table (for tests and listings).
+func (d *Director) Services() *service.Table { return d.services }
+
+// Conns returns the connection table.
+func (d *Director) Conns() *conntrack.Table[*service.Real] { return d.conns }
+
+// Engine returns the data path.
+func (d *Director) Engine() *forward.Engine { return d.engine }
+
+// onLink returns the gvs interface on which addr is directly reachable:
+// the one with an IPv4 prefix that contains it. An interface without any
+// IPv4 address (gvs may own every address on it) is taken when it is the
+// only one gvs serves.
+func (d *Director) onLink(addr netip.Addr) (*net.Interface, error) {
+	unnumbered := []*net.Interface{}
+	for _, ifi := range d.ifaces {
+		addrs, err := ifi.Addrs()
+		if err != nil {
+			return nil, fmt.Errorf("addresses of %s: %w", ifi.Name, err)
+		}
+		v4 := 0
+		for _, a := range addrs {
+			ipn, ok := a.(*net.IPNet)
+			if !ok || ipn.IP.To4() == nil {
+				continue
+			}
+			v4++
+			p, err := netip.ParsePrefix(ipn.String())
+			if err != nil || p.Bits() == 32 {
+				continue
+			}
+			if p.Masked().Contains(addr) {
+				return ifi, nil
+			}
+		}
+		if v4 == 0 {
+			unnumbered = append(unnumbered, ifi)
+		}
+	}
+	if len(unnumbered) == 1 && len(d.ifaces) == 1 {
+		return unnumbered[0], nil
+	}
+	var names []string
+	for _, ifi := range d.ifaces {
+		names = append(names, ifi.Name)
+	}
+	return nil, fmt.Errorf("real server %v is not on a network attached to a gvs interface (%v): "+
+		"direct routing needs the real server on the director's LAN", addr, names)
+}
