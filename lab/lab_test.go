@@ -1,0 +1,410 @@
+package lab
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gvs-project/gvs/internal/netns"
+	"github.com/gvs-project/gvs/internal/nstest"
+)
+
+// The binaries under test, built once by TestMain.
+var gvsBin, gvsadmBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "gvs-lab-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	gvsBin, gvsadmBin = filepath.Join(dir, "gvs"), filepath.Join(dir, "gvsadm")
+	for bin, pkg := range map[string]string{gvsBin: "../cmd/gvs", gvsadmBin: "../cmd/gvsadm"} {
+		if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", pkg, err, out)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// newLab builds the seed's lab for one test, with gvs running and the
+// notes' service configured, and tears it down when the test ends.
+func newLab(t *testing.T, cfg Config) *Lab {
+	t.Helper()
+	nstest.Require(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	cfg.Prefix = nstest.Name("gvt")
+	cfg.Gvs, cfg.Gvsadm = gvsBin, gvsadmBin
+	cfg.Out = &out
+	l, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("building the lab: %v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("tearing down: %v", err)
+		}
+	})
+	if err := l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartGvs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	svc := VIP.String() + ":80"
+	for _, args := range [][]string{
+		{"-A", "-t", svc, "-s", "rr"},
+		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"},
+		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
+	} {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return l
+}
+
+// snmp reads counters of node01's kernel (/proc/net/snmp) that show
+// whether it handled frames gvs owns: forwarded datagrams and TCP resets.
+func snmp(t *testing.T, ns string) map[string]int64 {
+	t.Helper()
+	var b []byte
+	if err := netns.Do(ns, func() error {
+		var err error
+		// /proc/net is the process's namespace; thread-self is this
+		// thread's, which netns.Do put in ns.
+		b, err = os.ReadFile("/proc/thread-self/net/snmp")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int64{}
+	lines := strings.Split(string(b), "\n")
+	for i := 0; i+1 < len(lines); i += 2 {
+		names, values := strings.Fields(lines[i]), strings.Fields(lines[i+1])
+		for j := 1; j < len(names) && j < len(values); j++ {
+			v, _ := strconv.ParseInt(values[j], 10, 64)
+			out[strings.TrimSuffix(names[0], ":")+"."+names[j]] = v
+		}
+	}
+	return out
+}
+
+// TestDR is the foundation's end-to-end test: real TCP through the kernels
+// of a client and two real servers, DR mode, with the VIP owned by gvs
+// alone and with the VIP on the director's kernel (as the notes have it).
+func TestDR(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"VIP owned by gvs", Config{}},
+		{"VIP owned by gvs, ip_forward=1", Config{IPForward: true}},
+		{"VIP on the director's kernel", Config{VIPOnDirector: true}},
+		{"VIP on the director's kernel, ip_forward=1", Config{VIPOnDirector: true, IPForward: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l := newLab(t, tc.cfg)
+			ctx := context.Background()
+			before := snmp(t, l.Director.NS)
+
+			// New connections: rr alternates, both servers answer.
+			count := map[string]int{}
+			for i := range 10 {
+				ans, err := l.Get(ctx)
+				if err != nil {
+					t.Fatalf("request %d: %v", i, err)
+				}
+				count[ans]++
+			}
+			for _, rip := range RIPs {
+				if count["from "+rip.String()] != 5 {
+					t.Fatalf("answers %v: want 5 from each real server", count)
+				}
+			}
+
+			// One connection, many requests: pinned to one server.
+			c := l.HTTPClient(true)
+			defer c.CloseIdleConnections()
+			first := ""
+			for i := range 8 {
+				resp, err := c.Get("http://" + VIP.String() + "/")
+				if err != nil {
+					t.Fatal(err)
+				}
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if i == 0 {
+					first = string(b)
+				} else if string(b) != first {
+					t.Fatalf("keep-alive request %d answered %q, the connection started with %q", i, b, first)
+				}
+			}
+
+			// Bulk transfers at default offloads: the client's super-frames
+			// cross gvs on the way in.
+			upload(t, l, 4<<20)
+			download(t, l, 4<<20)
+
+			// The open keep-alive connection is ESTABLISHED in gvs's table,
+			// pinned to the server that answered it.
+			out, err := l.Gvsadm(ctx, "-Lnc")
+			if err != nil {
+				t.Fatal(err)
+			}
+			server := strings.TrimPrefix(strings.TrimSpace(first), "from ")
+			if !regexpLine(out, "TCP", "ESTABLISHED", ClientIP.String(), VIP.String()+":80", server+":80") {
+				t.Fatalf("no ESTABLISHED entry to %s in:\n%s", server, out)
+			}
+
+			after := snmp(t, l.Director.NS)
+			for _, k := range []string{"Ip.ForwDatagrams", "Tcp.OutRsts", "Tcp.PassiveOpens"} {
+				if after[k] != before[k] {
+					t.Errorf("node01's kernel handled gvs's frames: %s went from %d to %d", k, before[k], after[k])
+				}
+			}
+		})
+	}
+}
+
+// regexpLine reports whether some line of out has all the fields, in order.
+func regexpLine(out string, fields ...string) bool {
+	for _, line := range strings.Split(out, "\n") {
+		rest := line
+		ok := true
+		for _, f := range fields {
+			i := strings.Index(rest, f)
+			if i < 0 {
+				ok = false
+				break
+			}
+			rest = rest[i+len(f):]
+		}
+		if ok {
+			return true
+		}
+	}
+	return false
+}
+
+func patternSum(n int64) string {
+	h := sha256.New()
+	io.Copy(h, io.LimitReader(&Pattern{}, n))
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// upload POSTs n pattern bytes and checks the real server's SHA-256.
+func upload(t *testing.T, l *Lab, n int64) {
+	t.Helper()
+	c := l.HTTPClient(false)
+	defer c.CloseIdleConnections()
+	resp, err := c.Post("http://"+VIP.String()+"/sum", "application/octet-stream", io.LimitReader(&Pattern{}, n))
+	if err != nil {
+		t.Fatalf("upload of %d bytes: %v", n, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	f := strings.Fields(string(b))
+	if len(f) != 4 || f[2] != strconv.FormatInt(n, 10) || f[3] != patternSum(n) {
+		t.Fatalf("upload of %d bytes: server answered %q, want %d bytes with sum %s", n, b, n, patternSum(n))
+	}
+}
+
+// download fetches n bytes and checks their SHA-256.
+func download(t *testing.T, l *Lab, n int64) {
+	t.Helper()
+	c := l.HTTPClient(false)
+	defer c.CloseIdleConnections()
+	resp, err := c.Get(fmt.Sprintf("http://%s/bytes?n=%d", VIP, n))
+	if err != nil {
+		t.Fatalf("download of %d bytes: %v", n, err)
+	}
+	defer resp.Body.Close()
+	h := sha256.New()
+	got, err := io.Copy(h, resp.Body)
+	if err != nil || got != n || hex.EncodeToString(h.Sum(nil)) != patternSum(n) {
+		t.Fatalf("download: %d bytes (err %v), sum mismatch=%v", got, err, hex.EncodeToString(h.Sum(nil)) != patternSum(n))
+	}
+}
+
+// TestChangesWhileTrafficFlows: services and servers are added, edited and
+// removed while a long-lived connection keeps sending; it never breaks,
+// and new connections keep working.
+func TestChangesWhileTrafficFlows(t *testing.T) {
+	l := newLab(t, Config{})
+	ctx := context.Background()
+	conn, err := l.Dial(ctx, netip.AddrPortFrom(VIP, 80))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	r := bufio.NewReader(conn)
+	ask := func() string {
+		t.Helper()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("long-lived connection broke: %v\n%s", err, l.GvsLog())
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return string(b)
+	}
+	pinned := ask()
+	pinnedRIP := strings.TrimSpace(strings.TrimPrefix(pinned, "from "))
+
+	// A stream of new connections runs beside the changes.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []error
+	newConns := 0
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.Get(ctx); err != nil {
+				mu.Lock()
+				failures = append(failures, err)
+				mu.Unlock()
+			}
+			mu.Lock()
+			newConns++
+			mu.Unlock()
+		}
+	}()
+
+	svc := VIP.String() + ":80"
+	changes := [][]string{
+		{"-A", "-u", VIP.String() + ":53", "-s", "rr"},
+		{"-a", "-u", VIP.String() + ":53", "-r", RIPs[0].String(), "-g"},
+		{"-e", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "3"},
+		{"-E", "-t", svc, "-s", "wrr"},
+		{"-A", "-t", VIP.String() + ":8080", "-s", "wlc"},
+		// Remove the pinned connection's own real server: IPVS keeps
+		// its established flows going, and so does gvs.
+		{"-d", "-t", svc, "-r", pinnedRIP},
+		{"-D", "-u", VIP.String() + ":53"},
+		{"-a", "-t", svc, "-r", pinnedRIP, "-g", "-w", "1"},
+		{"-E", "-t", svc, "-s", "rr"},
+		{"-D", "-t", VIP.String() + ":8080"},
+	}
+	for _, c := range changes {
+		if _, err := l.Gvsadm(ctx, c...); err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			if got := ask(); got != pinned {
+				t.Fatalf("after gvsadm %v the long-lived connection was answered %q, not %q", c, got, pinned)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d of %d new connections failed during the changes; first: %v", len(failures), newConns, failures[0])
+	}
+	if newConns == 0 {
+		t.Fatal("no new connection ran during the changes")
+	}
+	t.Logf("%d new connections and %d requests on one connection across %d changes", newConns, 3*len(changes)+1, len(changes))
+}
+
+// TestBadGvsadmArgumentsChangeNothing: mistakes get ipvsadm's answers and
+// leave the configuration as it was.
+func TestBadGvsadmArgumentsChangeNothing(t *testing.T) {
+	l := newLab(t, Config{})
+	ctx := context.Background()
+	save := func() string {
+		out, err := l.Gvsadm(ctx, "-S", "-n")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := save()
+	svc := VIP.String() + ":80"
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-A", "-t", svc, "-s", "rr"}, "Service already exists"},
+		{[]string{"-a", "-t", svc, "-r", RIPs[0].String(), "-g"}, "Destination already exists"},
+		{[]string{"-d", "-t", svc, "-r", "192.168.150.99"}, "No such destination"},
+		{[]string{"-D", "-t", VIP.String() + ":81"}, "No such service"},
+		{[]string{"-a", "-t", VIP.String() + ":81", "-r", RIPs[0].String()}, "Service not defined"},
+		{[]string{"-A", "-t", VIP.String() + ":81", "-s", "nosuch"}, "Scheduler or persistence engine not found"},
+		{[]string{"-a", "-t", svc, "-r", "192.168.150.20", "-w", "70000"}, "illegal weight specified"},
+		{[]string{"-A", "-t", svc, "-x"}, ""},
+		{[]string{"-a", "-t", svc, "-r", "10.9.9.9", "-g"}, "not on a network attached to a gvs interface"},
+	} {
+		out, err := l.Gvsadm(ctx, tc.args...)
+		if err == nil {
+			t.Errorf("gvsadm %v succeeded:\n%s", tc.args, out)
+			continue
+		}
+		if !strings.Contains(out, tc.want) {
+			t.Errorf("gvsadm %v said %q, want it to say %q", tc.args, out, tc.want)
+		}
+	}
+	if after := save(); after != before {
+		t.Fatalf("configuration changed:\n%s\nwas:\n%s", after, before)
+	}
+	// The restore of a file with one bad line applies nothing.
+	cmd := exec.Command(gvsadmBin, "-R")
+	cmd.Env = append(os.Environ(), "GVS_SOCKET="+l.Socket())
+	cmd.Stdin = strings.NewReader("-A -t 192.168.150.100:8080 -s rr\n-a -t 192.168.150.100:8080 -r 192.168.150.12:8080 -g -w 1\n-A -t 192.168.150.100:80 -s rr\n")
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Fatalf("restore with an existing service succeeded: %s", out)
+	}
+	if after := save(); after != before {
+		t.Fatalf("a failed restore changed the configuration:\n%s", after)
+	}
+}
+
+// TestDemo runs make demo's walk-through.
+func TestDemo(t *testing.T) {
+	nstest.Require(t)
+	var out bytes.Buffer
+	err := Demo(context.Background(), DemoConfig{Out: &out, Gvs: gvsBin, Gvsadm: gvsadmBin, Prefix: nstest.Name("gvsdemo")})
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{"OK: 6 requests answered, alternating", "IPVS connection entries", "ESTABLISHED", "Route   1"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out.String())
+		}
+	}
+	// Nothing is left behind.
+	lst, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(lst), "gvsdemo") {
+		t.Errorf("namespaces left: %s", lst)
+	}
+}
