@@ -28,6 +28,10 @@ func Dial(path string) (*Client, error) {
 		var errno syscall.Errno
 		if errors.As(err, &errno) {
 			reason = errno.Error()
+			if errno == syscall.EACCES || errno == syscall.EPERM {
+				// The file mode refused us: say who may connect.
+				return nil, fmt.Errorf("cannot reach gvs at %s: %s (you must be root, or a member of the socket's group: gvs --socket-group)", path, reason)
+			}
 		}
 		return nil, fmt.Errorf("cannot reach gvs at %s: %s (is gvs running? set GVS_SOCKET)", path, reason)
 	}

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"fmt"
 	"net/netip"
 )
 
@@ -31,6 +32,50 @@ const (
 	OpTimeouts    Op = "timeouts"     // ipvsadm -L --timeout: Timeouts
 	OpInfo        Op = "info"         // version and connection table size
 )
+
+// batchOps are the ops an OpBatch may carry: those that change the
+// configuration.
+var batchOps = map[Op]bool{
+	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
+	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
+}
+
+// knownOps are all the ops of this version.
+var knownOps = map[Op]bool{
+	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
+	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
+	OpBatch: true, OpList: true, OpConns: true, OpTimeouts: true, OpInfo: true,
+}
+
+// validate checks what the protocol itself requires of a request: a known
+// op, Commands only in an OpBatch, and only configuration ops (without
+// Commands of their own) inside it. Whether the fields make sense for the
+// op (a service address, a known scheduler, ...) is the Handler's to say.
+func (r *Request) validate() *Error {
+	if !knownOps[r.Op] {
+		return &Error{Code: CodeInvalid, Message: fmt.Sprintf("unknown operation %.64q", r.Op), Index: -1}
+	}
+	if r.Op != OpBatch {
+		if r.Commands != nil {
+			return &Error{Code: CodeInvalid, Message: fmt.Sprintf("operation %q does not take commands (only %q does)", r.Op, OpBatch), Index: -1}
+		}
+		return nil
+	}
+	for i := range r.Commands {
+		c := &r.Commands[i]
+		if c.Version != 0 && c.Version != Version {
+			return &Error{Code: CodeVersion, Index: i,
+				Message: fmt.Sprintf("command %d: protocol version %d not supported (gvs speaks version %d)", i, c.Version, Version)}
+		}
+		if !batchOps[c.Op] {
+			return &Error{Code: CodeInvalid, Message: fmt.Sprintf("operation %.64q is not allowed in a batch", c.Op), Index: i}
+		}
+		if c.Commands != nil {
+			return &Error{Code: CodeInvalid, Message: fmt.Sprintf("operation %q does not take commands", c.Op), Index: i}
+		}
+	}
+	return nil
+}
 
 // Request is one message from gvsadm to gvs.
 type Request struct {

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -33,7 +35,7 @@ func serve(t *testing.T, cfg *ServerConfig, h Handler) *Server {
 
 func echo(r *Request) *Reply {
 	switch r.Op {
-	case "panic":
+	case OpZero:
 		panic("boom")
 	case OpInfo:
 		return &Reply{Info: &Info{Version: "test", ConnTableSize: 4096}}
@@ -61,7 +63,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Fatalf("reply %+v", reply)
 		}
 	}
-	reply, err := c.Do(&Request{Op: "panic"})
+	reply, err := c.Do(&Request{Op: OpZero})
 	if err != nil || reply.Error == nil || reply.Error.Code != CodeInternal {
 		t.Fatalf("handler panic: reply %+v err %v, want an EIO error and a live server", reply, err)
 	}
@@ -96,20 +98,38 @@ func TestBadRequests(t *testing.T) {
 	s := serve(t, nil, HandlerFunc(func(r *Request) *Reply { calls.Add(1); return &Reply{} }))
 	tests := []struct {
 		name, line, code string
+		index            int
 	}{
-		{"not json", "hello\n", CodeInvalid},
-		{"truncated json", `{"version":1,"op":"list"` + "\n", CodeInvalid},
-		{"unknown field", `{"version":1,"op":"list","bogus":true}` + "\n", CodeInvalid},
-		{"wrong version", `{"version":2,"op":"list"}` + "\n", CodeVersion},
-		{"no version", `{"op":"list"}` + "\n", CodeVersion},
-		{"trailing data", `{"version":1,"op":"list"} {}` + "\n", CodeInvalid},
-		{"too large", strings.Repeat("x", MaxMessageSize+10) + "\n", CodeTooLarge},
+		{"not json", "hello\n", CodeInvalid, -1},
+		{"empty line", "\n", CodeInvalid, -1},
+		{"null", "null\n", CodeInvalid, -1},
+		{"array", `[{"version":1,"op":"list"}]` + "\n", CodeInvalid, -1},
+		{"truncated json", `{"version":1,"op":"list"` + "\n", CodeInvalid, -1},
+		{"unknown field", `{"version":1,"op":"list","bogus":true}` + "\n", CodeInvalid, -1},
+		{"wrong type", `{"version":1,"op":"add-service","service":{"port":"80"}}` + "\n", CodeInvalid, -1},
+		{"wrong version", `{"version":2,"op":"list"}` + "\n", CodeVersion, -1},
+		{"newer version with new fields", `{"version":2,"op":"list","shiny":1}` + "\n", CodeVersion, -1},
+		{"version as a string", `{"version":"1","op":"list"}` + "\n", CodeInvalid, -1},
+		{"version 1.0", `{"version":1.0,"op":"list"}` + "\n", CodeVersion, -1},
+		{"no version", `{"op":"list"}` + "\n", CodeVersion, -1},
+		{"trailing data", `{"version":1,"op":"list"} {}` + "\n", CodeInvalid, -1},
+		{"trailing brace", `{"version":1,"op":"list"}}` + "\n", CodeInvalid, -1},
+		{"unknown op", `{"version":1,"op":"reboot"}` + "\n", CodeInvalid, -1},
+		{"no op", `{"version":1}` + "\n", CodeInvalid, -1},
+		{"commands outside a batch", `{"version":1,"op":"clear","commands":[]}` + "\n", CodeInvalid, -1},
+		{"list in a batch", `{"version":1,"op":"batch","commands":[{"op":"clear"},{"op":"list"}]}` + "\n", CodeInvalid, 1},
+		{"nested batch", `{"version":1,"op":"batch","commands":[{"op":"batch"}]}` + "\n", CodeInvalid, 0},
+		{"commands inside a command", `{"version":1,"op":"batch","commands":[{"op":"clear","commands":[{"op":"clear"}]}]}` + "\n", CodeInvalid, 0},
+		{"command of another version", `{"version":1,"op":"batch","commands":[{"op":"clear"},{"version":3,"op":"clear"}]}` + "\n", CodeVersion, 1},
+		{"too large", strings.Repeat("x", MaxMessageSize+10) + "\n", CodeTooLarge, -1},
+		{"too large but valid json", `{"version":1,"op":"clear","service":{"scheduler":"` +
+			strings.Repeat("x", MaxMessageSize) + `"}}` + "\n", CodeTooLarge, -1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := rawExchange(t, s.Path(), tt.line)
-			if r.Error == nil || r.Error.Code != tt.code {
-				t.Fatalf("reply %+v, want error %s", r, tt.code)
+			if r.Error == nil || r.Error.Code != tt.code || r.Error.Index != tt.index || r.Version != Version {
+				t.Fatalf("reply %+v %+v, want error %s index %d", r, r.Error, tt.code, tt.index)
 			}
 		})
 	}
@@ -205,5 +225,41 @@ func TestOldVersionClientRefused(t *testing.T) {
 	r := rawExchange(t, s.Path(), `{"version":0,"op":"info"}`+"\n")
 	if r.Error == nil || r.Error.Code != CodeVersion || !strings.Contains(r.Error.Message, "version 0") {
 		t.Fatalf("reply %+v", r.Error)
+	}
+}
+
+func TestReadLine(t *testing.T) {
+	const max = 40
+	line := func(n int) string { return strings.Repeat("a", n) }
+	tests := []struct {
+		name, in string
+		want     []string // lines read, then the final error
+		wantErr  error
+	}{
+		{"exactly the limit", line(max) + "\n" + "b\n", []string{line(max), "b"}, io.EOF},
+		{"one byte over", line(max+1) + "\n", nil, errTooLarge},
+		{"over, unterminated", line(max + 1), nil, errTooLarge},
+		{"at the limit, unterminated", line(max), nil, io.ErrUnexpectedEOF},
+		{"empty lines", "\n\n", []string{"", ""}, io.EOF},
+		{"long after short", "x\n" + line(3*max) + "\n", []string{"x"}, errTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := bufio.NewReaderSize(strings.NewReader(tt.in), 16) // lines span reads
+			var got []string
+			for {
+				l, err := readLine(r, max)
+				if err != nil {
+					if !errors.Is(err, tt.wantErr) {
+						t.Fatalf("error %v, want %v", err, tt.wantErr)
+					}
+					break
+				}
+				got = append(got, string(l))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Fatalf("lines %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

@@ -93,6 +93,7 @@ var strerrorTable = []strerrorRow{
 	{fnGetServices, "ESRCH", "No such service"},
 	{fnGetDests, "ESRCH", "No such service"},
 	{fnGetService, "ESRCH", "No such service"},
+	// EPERM: "Permission denied (you must be root)"; see daemonOwnCodes.
 	{fnGeneric, "EPERM", "Permission denied (you must be root)"},
 	{fnGeneric, "EINVAL", "Invalid operation.  Possibly wrong module version, address not unicast, ..."},
 	{fnGeneric, "ENOPROTOOPT", "Protocol not available"},
@@ -107,6 +108,9 @@ var strerrorTable = []strerrorRow{
 // daemonOwnCodes are the codes whose daemon Message is printed as it is,
 // because libipvs's text for the errno would mislead.
 var daemonOwnCodes = map[string]bool{
+	// libipvs says "Permission denied (you must be root)"; gvs may also
+	// admit a group, and its message names the peer's uid and the group.
+	control.CodePermission:   true,
 	control.CodeNotSupported: true,
 	control.CodeTooLarge:     true,
 	control.CodeVersion:      true,

@@ -20,6 +20,7 @@ func FuzzParse(f *testing.F) {
 		"-A\n-u\n0x1.2:domain\n-o\n-b\nsh-port,,flag-3\n-s\nsh",
 		"--start-daemon\nmaster\n--mcast-group\nff02::1", "-L=", "-t=", "--", "-E\n-f\n7\n-6",
 		"-A\n-t\nvip.lab.example:http\n-p\n-M\n255.255.0.0",
+		"-L\n--json", "-Lc\n--json\n-n", "-A\n--json",
 	} {
 		f.Add(s)
 	}
@@ -42,6 +43,9 @@ func FuzzParse(f *testing.F) {
 		}
 		if c.Kind < KindAdd || c.Kind > KindVersion {
 			t.Fatalf("kind %d", c.Kind)
+		}
+		if (c.Options&OptJSON != 0 || c.Format&FmtJSON != 0) && c.Kind != KindList {
+			t.Fatalf("--json accepted with %s", c.Kind)
 		}
 		req, err := c.Request()
 		switch c.Kind {

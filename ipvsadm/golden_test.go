@@ -152,6 +152,12 @@ func TestGolden(t *testing.T) {
 		{"conns_empty", []string{"-Lnc"}, true},
 		{"timeout", []string{"-L", "--timeout"}, false},
 		{"daemon", []string{"-L", "--daemon"}, false},
+		{"json", []string{"-L", "--json"}, false},
+		{"json_conns", []string{"-Lnc", "--json"}, false},
+		{"json_service", []string{"-l", "--json", "-t", "vip.lab.example:http"}, false},
+		{"json_nosort", []string{"-Ln", "--json", "--nosort", "--stats"}, false},
+		{"json_empty", []string{"-L", "--json"}, true},
+		{"json_empty_conns", []string{"-L", "--json", "-c"}, true},
 		{"help", []string{"-h"}, false},
 		{"version", []string{"--version"}, false},
 	}

@@ -109,6 +109,16 @@ func (r *runner) do(req *control.Request) (*control.Reply, int) {
 		r.errorf("%s: empty reply from gvs\n", r.prog)
 		return nil, ExitFail
 	}
+	if rep.Error != nil && rep.Error.Code == control.CodePermission {
+		// The daemon refused us as a peer, whatever the request.
+		// ipvsadm run by a user the kernel refuses fails at ipvs_init
+		// ("Can't initialize ipvs: Permission denied (you must be
+		// root)", exit 2) before any command; gvsadm exits the same way
+		// but prints the daemon's message, which names the uid and the
+		// group that would be let in.
+		r.errorf("%s: %s\n", r.prog, ipvsStrerror(fnGeneric, rep.Error))
+		return nil, ExitFail
+	}
 	return rep, ExitOK
 }
 
@@ -121,6 +131,9 @@ func (r *runner) listErr(fn libFunc, e *control.Error) int {
 
 // list runs -L with its options.
 func (r *runner) list(c *Command) int {
+	if c.Format&FmtJSON != 0 {
+		return r.listJSON(c)
+	}
 	switch {
 	case c.Options&OptConnection != 0:
 		rep, code := r.do(&control.Request{Version: control.Version, Op: control.OpConns})
@@ -193,6 +206,55 @@ func (r *runner) listAll(f Format) int {
 		return r.listErr(fnGetServices, rep.Error)
 	}
 	WriteList(r.stdout, info, rep.Services, f, r.names)
+	return ExitOK
+}
+
+// listJSON runs -L --json: the info, the services (or the one named) and
+// with -c the connections, written as one document only once everything
+// has arrived, so that a failure prints ipvsadm's message and exit status
+// and no partial document.
+func (r *runner) listJSON(c *Command) int {
+	rep, code := r.do(&control.Request{Version: control.Version, Op: control.OpInfo})
+	if code != ExitOK {
+		return code
+	}
+	if rep.Error != nil {
+		return r.listErr(fnGeneric, rep.Error)
+	}
+	info := rep.Info
+	req := &control.Request{Version: control.Version, Op: control.OpList}
+	fn := fnGetServices
+	if c.HasService() {
+		req.Service = &control.Service{Protocol: c.Service.Protocol, Addr: c.Service.Addr, Port: c.Service.Port}
+		fn = fnGetService
+	}
+	rep, code = r.do(req)
+	if code != ExitOK {
+		return code
+	}
+	if rep.Error != nil {
+		return r.listErr(fn, rep.Error)
+	}
+	services := rep.Services
+	if c.HasService() && len(services) == 0 {
+		return r.listErr(fnGetService, &control.Error{Code: control.CodeNoService})
+	}
+	var conns []control.Conn
+	withConns := c.Options&OptConnection != 0
+	if withConns {
+		rep, code = r.do(&control.Request{Version: control.Version, Op: control.OpConns})
+		if code != ExitOK {
+			return code
+		}
+		if rep.Error != nil {
+			return r.listErr(fnGeneric, rep.Error)
+		}
+		conns = rep.Conns
+	}
+	if err := WriteJSON(r.stdout, info, services, conns, withConns, c.Format); err != nil {
+		r.errorf("%s: %v\n", r.prog, err)
+		return ExitList
+	}
 	return ExitOK
 }
 

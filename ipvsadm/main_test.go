@@ -111,7 +111,6 @@ func TestDaemonErrorText(t *testing.T) {
 		code, msg, want string
 	}{
 		{control.CodeInvalid, "bad weight", "Invalid operation.  Possibly wrong module version, address not unicast, ...\n"},
-		{control.CodePermission, "no", "Permission denied (you must be root)\n"},
 		{control.CodeNotSupported, "scheduler flag sh-port is not supported by gvs", "scheduler flag sh-port is not supported by gvs\n"},
 		{control.CodeInternal, "disk on fire", "disk on fire\n"},
 		{control.CodeNoDest, "x", "No such file or directory\n"}, // -C has no ENOENT row
@@ -128,6 +127,27 @@ func TestDaemonErrorText(t *testing.T) {
 	d := replyDoer{&control.Reply{Version: control.Version, Error: &control.Error{Code: control.CodeInternal, Message: "boom", Index: -1}}}
 	if _, errOut, code := runWith(t, d, "", "-Ln"); errOut != "boom\n" || code != 1 {
 		t.Errorf("-Ln: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// TestPermissionDenied: a peer the daemon refuses gets the daemon's
+// message (it names the uid and the group) and ipvsadm's exit status for
+// a user the kernel refuses (2, from "Can't initialize ipvs"), whatever
+// the command, and nothing on stdout.
+func TestPermissionDenied(t *testing.T) {
+	const msg = "permission denied: uid 1000 is neither root nor a member of group gvsadm (gid 4343)"
+	d := replyDoer{&control.Reply{Version: control.Version, Error: &control.Error{Code: control.CodePermission, Message: msg, Index: -1}}}
+	for _, args := range [][]string{
+		nil, {"-C"}, {"-Ln"}, {"-L", "--json"}, {"-Lnc"}, {"-S"}, {"-L", "--timeout"}, {"-R"},
+		{"-A", "-t", "192.168.150.100:80"}, {"-Ln", "-t", "192.168.150.100:80"},
+	} {
+		out, errOut, code := runWith(t, d, "-C\n", args...)
+		if out != "" || errOut != "gvsadm: "+msg+"\n" || code != ExitFail {
+			t.Errorf("%q: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+		}
+	}
+	if got := ipvsStrerror(fnAddService, &control.Error{Code: control.CodePermission, Message: msg}); got != msg {
+		t.Errorf("ipvsStrerror(EPERM) = %q, want the daemon's message", got)
 	}
 }
 

@@ -108,7 +108,16 @@ var optnames = [numberOfOpt]string{
 	"tun-csum", "tun-remcsum",
 }
 
-func optName(o Options) string { return optnames[bits.TrailingZeros64(uint64(o))] }
+// OptJSON is gvsadm's --json, outside ipvsadm's matrix: it is allowed
+// with the list command only (checked by processOptions).
+const OptJSON Options = 1 << numberOfOpt
+
+func optName(o Options) string {
+	if o == OptJSON {
+		return "json"
+	}
+	return optnames[bits.TrailingZeros64(uint64(o))]
+}
 
 // commandsVOptions is ipvsadm 1.31's commands_v_options table:
 // '+' compulsory, 'x' illegal, '1' exclusive, ' ' optional.
@@ -144,6 +153,7 @@ const (
 	FmtNoSort                            // --nosort
 	FmtExact                             // --exact
 	FmtTunInfo                           // --tun-info
+	FmtJSON                              // --json (gvs only): one JSON document
 )
 
 // Scheduler flag bits (IP_VS_SVC_F_SCHED1..3); sh-fallback and
@@ -224,6 +234,7 @@ const (
 	tagTunCsum
 	tagTunRemCsum
 	tagFullNat // gvs extension
+	tagJSON    // gvs extension
 )
 
 // optionsTable is ipvsadm 1.31's options_table plus gvs's --fullnat.
@@ -287,6 +298,7 @@ var optionsTable = []poptOption{
 	{"tun-csum", 0, argNone, tagTunCsum},
 	{"tun-remcsum", 0, argNone, tagTunRemCsum},
 	{"fullnat", 0, argNone, tagFullNat},
+	{"json", 0, argNone, tagJSON},
 }
 
 // Command is one parsed ipvsadm command line.
@@ -600,6 +612,9 @@ func (p *parser) parseOptions(argv []string) error {
 			if err = p.setOption(OptTunPort); err == nil && stringToNumber(arg, 1, 65535) == -1 {
 				err = fail("illegal tunnel port specified")
 			}
+		case tagJSON:
+			err = p.setOption(OptJSON)
+			c.Format |= FmtJSON
 		case tagTunNoCsum:
 			err = p.setOption(OptTunNoCsum)
 		case tagTunCsum:
@@ -833,6 +848,10 @@ func (p *parser) processOptions() error {
 	if err := genericOptCheck(c.Kind, c.Options); err != nil {
 		return err
 	}
+	if c.Options&OptJSON != 0 && c.Kind != KindList {
+		// genericOptCheck's message, for the option outside its matrix.
+		return fail("Illegal '%s' option with the '%s' command", optName(OptJSON), c.Kind)
+	}
 	if c.Kind == KindAdd || c.Kind == KindEdit {
 		if p.svcFwmark == 0 && c.Service.Port == 0 && !p.persist {
 			return fail("Zero port specified for non-persistent service")
@@ -867,6 +886,11 @@ func (p *parser) processOptions() error {
 		o := c.Options
 		if (o&(OptConnection|OptTimeout|OptDaemon) != 0 && o&(OptStats|OptRate|OptThresholds) != 0) ||
 			(o&(OptTimeout|OptDaemon) != 0 && o&OptPersistentConn != 0) {
+			return fail("options conflicts in the list command")
+		}
+		// --json lists the table (and with -c the connections too);
+		// the timeouts and the sync daemons have no JSON form.
+		if o&OptJSON != 0 && o&(OptTimeout|OptDaemon) != 0 {
 			return fail("options conflicts in the list command")
 		}
 	}

@@ -136,6 +136,19 @@ func TestParseErrors(t *testing.T) {
 		{"-L --rate --timeout", "options conflicts in the list command", 2},
 		{"-L --thresholds --daemon", "options conflicts in the list command", 2},
 		{"-L --persistent-conn --timeout", "options conflicts in the list command", 2},
+		// gvsadm's --json: a list option outside ipvsadm's matrix.
+		{"-L --json --json", "multiple 'json' options specified", 2},
+		{"-L --json=yes", "--json=yes: option does not take an argument", 255},
+		{"--json -L", tryhelp, 255},
+		{"-A -t 1.2.3.4:80 --json", "Illegal 'json' option with the 'add-service' command", 2},
+		{"-S --json", "Illegal 'json' option with the 'save' command", 2},
+		{"-R --json", "Illegal 'json' option with the 'restore' command", 2},
+		{"-Z --json", "Illegal 'json' option with the 'zero' command", 2},
+		{"-C --json", "Illegal 'json' option with the 'flush' command", 2},
+		{"-A -t 1.2.3.4:80 -n --json", "Illegal 'numeric' option with the 'add-service' command", 2},
+		{"-L --json --timeout", "options conflicts in the list command", 2},
+		{"-L --daemon --json", "options conflicts in the list command", 2},
+		{"-L --json -c -t 1.2.3.4:80", "The option 'service-address' conflicts with the 'connection' option in the 'list' command", 2},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {
@@ -340,6 +353,10 @@ func TestParseList(t *testing.T) {
 		{"-Ln -t 192.168.150.100:80", OptNumeric | OptService, FmtNumeric},
 		{"-Sn", OptNumeric, FmtNumeric},
 		{"-S", 0, 0},
+		{"-L --json", OptJSON, FmtJSON},
+		{"-Lnc --json", OptNumeric | OptConnection | OptJSON, FmtNumeric | FmtJSON},
+		{"-l --json --stats --nosort", OptJSON | OptStats | OptNoSort, FmtJSON | FmtStats | FmtNoSort},
+		{"-L --json -t 192.168.150.100:80", OptJSON | OptService, FmtJSON},
 	}
 	for _, tt := range tests {
 		t.Run(tt.args, func(t *testing.T) {

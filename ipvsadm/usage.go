@@ -26,7 +26,8 @@ func WriteVersion(w io.Writer) error {
 
 // usageText is ipvsadm 1.31's usage_exit text; %s is the program name.
 // SCHEDULERS and PE_LIST are expanded as ipvsadm 1.31's Makefile does.
-// gvsadm adds one line, for its --fullnat forwarding method.
+// gvsadm adds two lines, for its --fullnat forwarding method and its
+// --json listing.
 const usageText = `Usage:
   %s -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
   %s -D virtual-service
@@ -97,6 +98,7 @@ Options:
   --thresholds                        output of thresholds information
   --persistent-conn                   output of persistent connection info
   --tun-info                          output of tunnel information
+  --json                              JSON output of the list (gvs only)
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling
