@@ -38,6 +38,9 @@ type Config struct {
 	Interfaces []string
 	// Socket is the control socket's path.
 	Socket string
+	// SocketGroup, if set, opens the socket to that group (mode 0660):
+	// its members may use gvsadm without being root.
+	SocketGroup string
 	// Conns configures the connection table (nil: defaults).
 	Conns *conntrack.Config
 	// ARP configures the resolver (nil: defaults).
@@ -137,7 +140,7 @@ func New(cfg Config) (d *Director, err error) {
 		d.engine.AddWorker(in.Name, rx, egress)
 	}
 
-	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Logf: d.logf(slog.LevelWarn)})
+	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})
 	if err != nil {
 		return nil, err
 	}

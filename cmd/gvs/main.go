@@ -3,7 +3,8 @@
 // ip_vs module.
 //
 //	gvs -i IFACE [-i IFACE ...] [--socket PATH]   serve the virtual services on these interfaces
-//	gvs realserver --vip VIP [--dev IFACE] [--undo]  make this host an LVS-DR real server for VIP
+//	gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
+//	                                                 make this host an LVS real server for VIP (DR; TUN with --tun)
 //	gvs demo                                         run the seed's LVS-DR lab in network namespaces
 //	gvs version
 //
@@ -55,7 +56,7 @@ func daemon(args []string, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, `Usage:
   gvs -i IFACE [-i IFACE ...] [options]       run the director
-  gvs realserver --vip VIP [--dev IFACE] [--undo]
+  gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
   gvs demo [--keep]                           the seed's LVS-DR lab in network namespaces (root)
   gvs version
 
@@ -66,6 +67,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	}
 	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
 	socket := fs.String("socket", "", "control socket path (default $GVS_SOCKET or "+control.DefaultSocket+")")
+	socketGroup := fs.String("socket-group", "", "let this group's members use the control socket (mode 0660)")
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -107,6 +109,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	d, err := director.New(director.Config{
 		Interfaces:  *ifaces,
 		Socket:      control.SocketPath(*socket),
+		SocketGroup: *socketGroup,
 		Conns:       &conntrack.Config{MaxEntries: *maxConns},
 		FilterTable: *filterTable,
 		Log:         log,
@@ -126,15 +129,28 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 func realServer(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("gvs realserver", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
-	vip := fs.String("vip", "", "the virtual IP this real server serves (required)")
+	vipArgs := fs.StringSlice("vip", nil, "a virtual IP this real server serves (required; repeatable, or comma-separated)")
 	dev := fs.String("dev", "", "the interface facing the director (default: every non-loopback interface)")
 	undo := fs.Bool("undo", false, "undo what an earlier run did")
+	tun := fs.Bool("tun", false, "LVS-TUN: decapsulate the director's IPIP in user space, in the foreground until stopped")
+	dirArgs := fs.StringSlice("director", nil, "with --tun: accept tunnelled packets only from this address (repeatable; default: any)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, `Usage: gvs realserver --vip VIP [--dev IFACE] [--undo]
+		fmt.Fprintf(stderr, `Usage: gvs realserver --vip VIP [--vip VIP ...] [--dev IFACE] [--undo]
+       gvs realserver --tun --vip VIP [--vip VIP ...] [--dev IFACE] [--director ADDR ...]
+       gvs realserver --tun --undo --vip VIP [--vip VIP ...]
 
-Makes this host an LVS direct-routing real server for VIP, as the LVS notes do by
-hand: arp_ignore=1 and arp_announce=2 (on conf/all and the interface), and the VIP
-as a /32 on lo. --undo restores the earlier values and removes the VIP.
+Makes this host an LVS real server for each VIP, as the LVS notes do by hand:
+arp_ignore=1 and arp_announce=2 (on conf/all and the interface), and the VIP as
+a /32 on lo. That is all direct routing (DR) needs; --undo restores the earlier
+values and removes the VIPs.
+
+With --tun, for tunnelling (TUN) on a kernel without the ipip module, it also
+decapsulates the director's IPIP packets in user space: a raw IPIP socket takes
+them (so the kernel sends no ICMP protocol-unreachable) and the inner packets
+for a VIP go to the kernel through a TUN device (gvstun0), with rp_filter off
+where needed. It runs until SIGINT or SIGTERM, logging counters at most every
+10 s, then undoes everything it set. --tun --undo cleans up after a run that
+was killed. On a kernel with ipip, use tunl0 instead (see the README).
 
 %s`, fs.FlagUsages())
 	}
@@ -144,15 +160,57 @@ as a /32 on lo. --undo restores the earlier values and removes the VIP.
 		}
 		return 2
 	}
-	a, err := netip.ParseAddr(*vip)
-	if err != nil || !a.Is4() {
-		fmt.Fprintf(stderr, "gvs realserver: --vip %q is not an IPv4 address\n", *vip)
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "gvs realserver: unexpected argument %q\n", fs.Arg(0))
 		return 2
 	}
-	if *undo {
-		err = realserver.Undo(stdout, a, *dev)
-	} else {
-		err = realserver.Setup(stdout, a, *dev)
+	if len(*vipArgs) == 0 {
+		fmt.Fprintln(stderr, "gvs realserver: --vip is required")
+		return 2
+	}
+	var vips, directors []netip.Addr
+	for _, v := range *vipArgs {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			fmt.Fprintf(stderr, "gvs realserver: --vip %q is not an IPv4 address\n", v)
+			return 2
+		}
+		vips = append(vips, a)
+	}
+	for _, v := range *dirArgs {
+		a, err := netip.ParseAddr(v)
+		if err != nil || !a.Is4() {
+			fmt.Fprintf(stderr, "gvs realserver: --director %q is not an IPv4 address\n", v)
+			return 2
+		}
+		directors = append(directors, a)
+	}
+	if len(directors) > 0 && (!*tun || *undo) {
+		fmt.Fprintln(stderr, "gvs realserver: --director goes with --tun (and without --undo)")
+		return 2
+	}
+	var err error
+	switch {
+	case *tun && !*undo:
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+		defer stop()
+		log := slog.New(slog.NewTextHandler(stderr, nil))
+		err = realserver.Serve(ctx, stdout, log, realserver.TunnelConfig{VIPs: vips, Dev: *dev, Directors: directors})
+	case *undo:
+		var errs []error
+		for _, a := range vips {
+			errs = append(errs, realserver.Undo(stdout, a, *dev))
+		}
+		if *tun {
+			errs = append(errs, realserver.UndoTunnel(stdout, ""))
+		}
+		err = errors.Join(errs...)
+	default:
+		for _, a := range vips {
+			if err = realserver.Setup(stdout, a, *dev); err != nil {
+				break
+			}
+		}
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "gvs realserver: %v\n", err)
