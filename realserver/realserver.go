@@ -1,23 +1,3 @@
-// Package realserver prepares a host to be an LVS real server for direct
-// routing (and, later, tunnelling): what the seed notes do by hand on
-// node02 and node03.
-//
-//	echo 1 > /proc/sys/net/ipv4/conf/eth0/arp_ignore
-//	echo 1 > /proc/sys/net/ipv4/conf/all/arp_ignore
-//	echo 2 > /proc/sys/net/ipv4/conf/eth0/arp_announce
-//	echo 2 > /proc/sys/net/ipv4/conf/all/arp_announce
-//	ifconfig lo:3 192.168.150.100 netmask 255.255.255.255
-//
-// The VIP on the loopback makes the real server's kernel accept packets
-// for the VIP that the director forwards to it, and answer from the VIP.
-// arp_ignore=1 keeps it from answering ARP requests for the VIP (only the
-// director may: otherwise clients would bypass it), since the VIP is not on
-// the interface the request arrives on; arp_announce=2 keeps it from using
-// the VIP as the sender address of its own ARP requests, which would teach
-// the LAN's switches and hosts the wrong MAC for the VIP.
-//
-// Setup records the sysctl values it replaces in a state file under
-// /run, so that Undo can put them back.
 package realserver
 
 import (
@@ -51,6 +31,9 @@ type state struct {
 	VIP     string            `json:"vip"`
 	Sysctls map[string]string `json:"sysctls"` // path -> previous value
 	Added   bool              `json:"added"`   // the VIP was added by Setup
+	// Tunnel is set when Serve made the state (and will undo it when it
+	// stops), unset when a one-shot Setup did (and Serve leaves it alone).
+	Tunnel bool `json:"tunnel,omitempty"`
 }
 
 // statePath names the state file of vip in this network namespace: /run
@@ -58,13 +41,17 @@ type state struct {
 // servers with the same VIP on one machine), so the namespace's inode is
 // part of the name.
 func statePath(vip netip.Addr) string {
-	ns := "host"
+	return filepath.Join(StateDir, "realserver-"+nsID()+"-"+vip.String()+".json")
+}
+
+// nsID names the network namespace of the calling thread: its inode.
+func nsID() string {
 	if fi, err := os.Stat("/proc/thread-self/ns/net"); err == nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			ns = fmt.Sprint(st.Ino)
+			return fmt.Sprint(st.Ino)
 		}
 	}
-	return filepath.Join(StateDir, "realserver-"+ns+"-"+vip.String()+".json")
+	return "host"
 }
 
 // devices returns the interfaces to set: the one named, or every
@@ -99,6 +86,13 @@ func sysctlPath(dev, key string) string {
 // in any case, and the kernel uses the larger of all and the interface's
 // value for both settings).
 func Setup(w io.Writer, vip netip.Addr, dev string) error {
+	return setup(w, vip, dev, false)
+}
+
+// setup is Setup; tunnel marks the state as Serve's. Whatever it changed
+// is recorded in the state file even if it fails half-way, so that Undo
+// can put it back.
+func setup(w io.Writer, vip netip.Addr, dev string, tunnel bool) (err error) {
 	if !vip.Is4() {
 		return fmt.Errorf("VIP %v: only IPv4 VIPs are supported", vip)
 	}
@@ -106,11 +100,16 @@ func Setup(w io.Writer, vip netip.Addr, dev string) error {
 	if err != nil {
 		return err
 	}
-	st := state{VIP: vip.String(), Sysctls: map[string]string{}}
+	st := state{VIP: vip.String(), Sysctls: map[string]string{}, Tunnel: tunnel}
 	if old, err := readState(vip); err == nil {
 		// Setup twice: keep the values from before the first Setup.
 		st = *old
 	}
+	defer func() {
+		if werr := writeState(vip, &st); werr != nil {
+			err = errors.Join(err, fmt.Errorf("writing state: %w", werr))
+		}
+	}()
 	for _, d := range append([]string{"all"}, devs...) {
 		for _, s := range settings {
 			p := sysctlPath(d, s.key)
@@ -140,7 +139,7 @@ func Setup(w io.Writer, vip netip.Addr, dev string) error {
 	} else {
 		st.Added = true
 	}
-	return writeState(vip, &st)
+	return nil
 }
 
 // Undo removes what Setup did for vip: the VIP from the loopback (if
