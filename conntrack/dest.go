@@ -19,6 +19,7 @@ type Dest interface {
 type Counts struct {
 	active   atomic.Int32
 	inactive atomic.Int32
+	persist  atomic.Int32 // persistence templates (PersistConn)
 	// Thresholds (ipvsadm -x and -y): 0 means none.
 	upper, lower atomic.Uint32
 	overload     atomic.Bool
@@ -32,6 +33,10 @@ func (c *Counts) Active() int32 { return c.active.Load() }
 
 // Inactive returns the number of inactive connections (InActConn).
 func (c *Counts) Inactive() int32 { return c.inactive.Load() }
+
+// Persistent returns the number of persistence templates bound to the
+// destination (ipvsadm's PersistConn).
+func (c *Counts) Persistent() int32 { return c.persist.Load() }
 
 // Overloaded reports whether the destination reached its upper threshold
 // and has not yet dropped below its lower one (IP_VS_DEST_F_OVERLOAD).
@@ -66,6 +71,22 @@ func (c *Counts) bound(active bool) {
 	if u := c.upper.Load(); u != 0 && c.total() >= int64(u) {
 		c.overload.Store(true)
 	}
+}
+
+// boundTemplate accounts for a new persistence template (ip_vs_bind_dest
+// with IP_VS_CONN_F_TEMPLATE): it counts in persistconns only, but the
+// kernel re-checks the upper threshold all the same.
+func (c *Counts) boundTemplate() {
+	c.persist.Add(1)
+	if u := c.upper.Load(); u != 0 && c.total() >= int64(u) {
+		c.overload.Store(true)
+	}
+}
+
+// unboundTemplate accounts for a template that ends.
+func (c *Counts) unboundTemplate() {
+	c.persist.Add(-1)
+	c.unbound()
 }
 
 // unboundConn accounts for a connection that ends (ip_vs_unbind_dest).

@@ -15,14 +15,18 @@ const DefaultShards = 4096
 // DefaultMaxEntries bounds the table by default: about 200 MiB of entries.
 const DefaultMaxEntries = 2 << 20
 
-// ErrFull is returned by Insert when the table holds MaxEntries entries.
+// ErrFull is returned by Insert when the table holds MaxEntries entries
+// and none of them may be evicted.
 var ErrFull = errors.New("connection table full")
 
 // Config configures a Table. A nil *Config means the defaults.
 type Config struct {
 	// Shards is the number of shards, rounded up to a power of two.
 	Shards int
-	// MaxEntries bounds the number of entries.
+	// MaxEntries bounds the number of entries (connections and
+	// persistence templates). At the bound, a new connection evicts the
+	// oldest half-open connection (SYN_RECV first, then SYNACK); when
+	// there is none it is refused (ErrFull).
 	MaxEntries int
 	// Timeouts are the state timeouts; nil means DefaultTimeouts.
 	Timeouts *Timeouts
@@ -40,10 +44,22 @@ type Table[D Dest] struct {
 	count   atomic.Int64
 	created atomic.Uint64
 	expired atomic.Uint64
+	evicted atomic.Uint64
 	full    atomic.Uint64
+
+	// halfOpen lists the half-open connections, oldest first: [0] those
+	// in SYN_RECV, [1] those in SYNACK. It is guarded by hoMu, which is
+	// taken after a shard lock, never before one.
+	hoMu     sync.Mutex
+	halfOpen [2]hoList[D]
 
 	reapMu  sync.Mutex
 	reapPos int
+}
+
+type hoList[D Dest] struct {
+	head, tail *entry[D]
+	n          int
 }
 
 type shard[D Dest] struct {
@@ -56,17 +72,32 @@ type shard[D Dest] struct {
 }
 
 type entry[D Dest] struct {
+	key     Key
 	dest    D
 	expires int64 // monotonic nanoseconds
-	state   State
-	flags   uint8
-	next    *entry[D] // free list
+	// ctl is the persistence template that controls this connection
+	// (IPVS's cp->control), valid while ctl.gen equals ctlGen.
+	ctl    *entry[D]
+	ctlGen uint32
+	// nControl counts the live connections a template controls; a
+	// template does not expire while it controls any (n_control).
+	nControl atomic.Int32
+	// gen changes each time the entry is reused, so that references to
+	// it from other shards can tell it is no longer theirs.
+	gen atomic.Uint32
+
+	hoPrev, hoNext *entry[D] // half-open list, guarded by Table.hoMu
+	next           *entry[D] // free list, guarded by the shard lock
+	state          State
+	flags          uint8
+	hoList         uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
 }
 
 // Entry flags, as IPVS's IP_VS_CONN_F_* bits do.
 const (
 	flagInactive uint8 = 1 << iota // counted in InActConn (IP_VS_CONN_F_INACTIVE)
 	flagNoOutput                   // no reply seen yet: use INPUT-ONLY (IP_VS_CONN_F_NOOUTPUT)
+	flagTemplate                   // a persistence template (IP_VS_CONN_F_TEMPLATE)
 )
 
 // New returns an empty table.
@@ -105,6 +136,9 @@ func New[D Dest](cfg *Config) *Table[D] {
 // Size returns the number of shards (what ipvsadm prints as the table size).
 func (t *Table[D]) Size() int { return len(t.shards) }
 
+// Max returns the bound on the number of entries.
+func (t *Table[D]) Max() int { return int(t.max) }
+
 // Len returns the number of entries, expired ones not yet reaped included.
 func (t *Table[D]) Len() int { return int(t.count.Load()) }
 
@@ -117,15 +151,21 @@ func (t *Table[D]) SetTimeouts(ts Timeouts) { t.timeouts.Store(&ts) }
 
 // Stats are the table's counters.
 type Stats struct {
-	Entries int
-	Created uint64 // entries created
-	Expired uint64 // entries removed by expiry
-	Full    uint64 // inserts refused because the table was full
+	Entries  int
+	HalfOpen int    // connections in SYN_RECV or SYNACK
+	Created  uint64 // entries created
+	Expired  uint64 // entries removed by expiry
+	Evicted  uint64 // half-open connections evicted to make room
+	Full     uint64 // new connections refused: full and nothing to evict
 }
 
 // Stats returns the table's counters.
 func (t *Table[D]) Stats() Stats {
-	return Stats{Entries: t.Len(), Created: t.created.Load(), Expired: t.expired.Load(), Full: t.full.Load()}
+	t.hoMu.Lock()
+	ho := t.halfOpen[0].n + t.halfOpen[1].n
+	t.hoMu.Unlock()
+	return Stats{Entries: t.Len(), HalfOpen: ho, Created: t.created.Load(), Expired: t.expired.Load(),
+		Evicted: t.evicted.Load(), Full: t.full.Load()}
 }
 
 func (t *Table[D]) shardOf(k *Key) *shard[D] {
@@ -139,83 +179,268 @@ type Result struct {
 	Created  bool
 }
 
-// Lookup finds the live entry of k, advances its state with the packet's
-// direction and TCP flags (ignored for UDP), restarts its timeout, and
-// returns its destination. ok is false when there is no live entry (an
+// Lookup finds the live connection entry of k, advances its state with the
+// packet's direction and TCP flags (ignored for UDP), restarts its timeout,
+// and returns its destination. ok is false when there is no live entry (an
 // expired one met here is removed).
 func (t *Table[D]) Lookup(k *Key, dir Direction, tcpFlags uint8, now int64) (dest D, r Result, ok bool) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	e := s.m[*k]
-	if e == nil {
+	if e == nil || e.flags&flagTemplate != 0 {
 		s.mu.Unlock()
 		return dest, r, false
 	}
 	if e.expires <= now {
-		t.remove(s, k, e)
+		t.remove(s, e)
+		t.expired.Add(1)
 		s.mu.Unlock()
 		return dest, r, false
 	}
 	r.Old = e.state
-	t.advance(e, k.Protocol, dir, tcpFlags, now)
+	t.advance(e, dir, tcpFlags, now)
 	r.New = e.state
 	dest = e.dest
 	s.mu.Unlock()
 	return dest, r, true
 }
 
-// Insert creates the entry of k bound to dest, as ip_vs_conn_new does (in
-// state NONE, counted inactive), then applies the packet that created it.
-// noOutput marks a connection whose replies the director does not see (DR
-// and TUN), which then follows the INPUT-ONLY state table. If a live entry
-// for k exists already (another worker inserted it first), that entry is
-// advanced instead and its destination returned. When the table is full,
-// err is ErrFull and nothing changes.
+// TemplateRef refers to a persistence template, to link the connections it
+// controls to it. The zero value refers to none.
+type TemplateRef[D Dest] struct {
+	e   *entry[D]
+	gen uint32
+}
+
+// Template finds the live persistence template tk, restarts its timeout
+// (a template lives for the persistence timeout after the last connection
+// it placed, as ip_vs_ct_in_get and ip_vs_conn_put do), and returns its
+// destination.
+func (t *Table[D]) Template(tk *Key, timeout time.Duration, now int64) (dest D, ref TemplateRef[D], ok bool) {
+	s := t.shardOf(tk)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[*tk]
+	if e == nil || e.flags&flagTemplate == 0 {
+		return dest, ref, false
+	}
+	if e.expires <= now && e.nControl.Load() == 0 {
+		t.remove(s, e)
+		t.expired.Add(1)
+		return dest, ref, false
+	}
+	e.expires = now + int64(timeout)
+	return e.dest, TemplateRef[D]{e: e, gen: e.gen.Load()}, true
+}
+
+// InsertTemplate creates the persistence template tk bound to dest, or
+// rebinds an existing one (a template whose destination became
+// unavailable is replaced, as ip_vs_check_template invalidates it). It
+// fails only when the table is full.
+func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now int64) (TemplateRef[D], error) {
+	s := t.shardOf(tk)
+	s.mu.Lock()
+	if e := s.m[*tk]; e != nil {
+		// The connections it controls keep their destination; their
+		// links to it go stale with its generation.
+		t.remove(s, e)
+	}
+	s.mu.Unlock()
+	if !t.reserve(false) {
+		return TemplateRef[D]{}, ErrFull
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.m[*tk]; old != nil { // another worker made it meanwhile
+		t.count.Add(-1)
+		old.expires = now + int64(timeout)
+		return TemplateRef[D]{e: old, gen: old.gen.Load()}, nil
+	}
+	e := s.alloc()
+	e.key = *tk
+	e.dest = dest
+	e.state = StateNone
+	if tk.Protocol != 6 {
+		e.state = StateUDP
+	}
+	e.flags = flagTemplate
+	e.expires = now + int64(timeout)
+	dest.ConnCounts().boundTemplate()
+	s.m[*tk] = e
+	t.created.Add(1)
+	return TemplateRef[D]{e: e, gen: e.gen.Load()}, nil
+}
+
+// Insert creates the connection entry of k bound to dest: InsertControlled
+// without a persistence template.
 func (t *Table[D]) Insert(k *Key, dest D, noOutput bool, tcpFlags uint8, now int64) (D, Result, error) {
+	return t.InsertControlled(k, dest, noOutput, TemplateRef[D]{}, tcpFlags, now)
+}
+
+// InsertControlled creates the connection entry of k bound to dest, as
+// ip_vs_conn_new does (in state NONE, counted inactive), links it to its
+// persistence template if tmpl refers to one, then applies the packet that
+// created it. noOutput marks a connection whose replies the director does
+// not see (DR and TUN), which then follows the INPUT-ONLY state table. If
+// a live entry for k exists already (another worker inserted it first),
+// that entry is advanced instead and its destination returned. At the
+// bound, the oldest half-open connection is evicted to make room; when
+// there is none, err is ErrFull and nothing changes.
+func (t *Table[D]) InsertControlled(k *Key, dest D, noOutput bool, tmpl TemplateRef[D], tcpFlags uint8, now int64) (D, Result, error) {
+	if !t.reserve(true) {
+		var zero D
+		return zero, Result{}, ErrFull
+	}
 	s := t.shardOf(k)
 	s.mu.Lock()
 	if e := s.m[*k]; e != nil {
-		if e.expires > now {
+		if e.expires > now && e.flags&flagTemplate == 0 {
+			t.count.Add(-1) // give the reservation back
 			r := Result{Old: e.state}
-			t.advance(e, k.Protocol, Input, tcpFlags, now)
+			t.advance(e, Input, tcpFlags, now)
 			r.New = e.state
 			d := e.dest
 			s.mu.Unlock()
 			return d, r, nil
 		}
-		t.remove(s, k, e)
-	}
-	if t.count.Load() >= t.max {
-		s.mu.Unlock()
-		t.full.Add(1)
-		var zero D
-		return zero, Result{}, ErrFull
+		t.remove(s, e)
+		t.expired.Add(1)
 	}
 	e := s.alloc()
+	e.key = *k
 	e.dest = dest
 	e.state = StateNone
 	e.flags = flagInactive
 	if noOutput {
 		e.flags |= flagNoOutput
 	}
+	if tmpl.e != nil && tmpl.e.gen.Load() == tmpl.gen {
+		tmpl.e.nControl.Add(1)
+		e.ctl, e.ctlGen = tmpl.e, tmpl.gen
+	}
 	e.expires = now + int64(newConnTimeout)
 	dest.ConnCounts().bound(false)
 	s.m[*k] = e
-	t.count.Add(1)
 	t.created.Add(1)
 	r := Result{Old: StateNone, Created: true}
-	t.advance(e, k.Protocol, Input, tcpFlags, now)
+	t.advance(e, Input, tcpFlags, now)
 	r.New = e.state
 	s.mu.Unlock()
 	return dest, r, nil
 }
 
-// advance applies one packet to an entry: the TCP state machine (or the
-// UDP state), the active/inactive accounting, and the new timeout.
-// The shard lock is held.
-func (t *Table[D]) advance(e *entry[D], proto uint8, dir Direction, tcpFlags uint8, now int64) {
+// reserve takes one place in the table, evicting the oldest half-open
+// connection if the table is full and evict is set. The caller holds no
+// shard lock.
+func (t *Table[D]) reserve(evict bool) bool {
+	for {
+		c := t.count.Load()
+		if c < t.max {
+			if t.count.CompareAndSwap(c, c+1) {
+				return true
+			}
+			continue
+		}
+		if !evict || !t.evictOne() {
+			t.full.Add(1)
+			return false
+		}
+	}
+}
+
+// evictOne removes the oldest half-open connection: the oldest in
+// SYN_RECV, else the oldest in SYNACK. It reports whether there was one.
+// The caller holds no shard lock.
+func (t *Table[D]) evictOne() bool {
+	for {
+		t.hoMu.Lock()
+		l := &t.halfOpen[0]
+		if l.head == nil {
+			l = &t.halfOpen[1]
+		}
+		e := l.head
+		if e == nil {
+			t.hoMu.Unlock()
+			return false
+		}
+		t.unlinkHalfOpen(e)
+		key, gen := e.key, e.gen.Load()
+		t.hoMu.Unlock()
+
+		s := t.shardOf(&key)
+		s.mu.Lock()
+		if cur := s.m[key]; cur == e && e.gen.Load() == gen && (e.state == StateSynRecv || e.state == StateSynAck) {
+			t.remove(s, e)
+			s.mu.Unlock()
+			t.evicted.Add(1)
+			return true
+		}
+		// It changed state or was removed meanwhile: try the next.
+		s.mu.Unlock()
+	}
+}
+
+// halfOpenList returns which half-open list a state belongs on (1+index),
+// or 0.
+func halfOpenList(s State) uint8 {
+	switch s {
+	case StateSynRecv:
+		return 1
+	case StateSynAck:
+		return 2
+	}
+	return 0
+}
+
+// unlinkHalfOpen takes e off its half-open list. hoMu is held.
+func (t *Table[D]) unlinkHalfOpen(e *entry[D]) {
+	if e.hoList == 0 {
+		return
+	}
+	l := &t.halfOpen[e.hoList-1]
+	if e.hoPrev != nil {
+		e.hoPrev.hoNext = e.hoNext
+	} else {
+		l.head = e.hoNext
+	}
+	if e.hoNext != nil {
+		e.hoNext.hoPrev = e.hoPrev
+	} else {
+		l.tail = e.hoPrev
+	}
+	e.hoPrev, e.hoNext, e.hoList = nil, nil, 0
+	l.n--
+}
+
+// moveHalfOpen puts e on the half-open list its new state belongs on (or
+// on none). The shard lock is held.
+func (t *Table[D]) moveHalfOpen(e *entry[D], s State) {
+	want := halfOpenList(s)
+	t.hoMu.Lock()
+	if e.hoList != want {
+		t.unlinkHalfOpen(e)
+		if want != 0 {
+			l := &t.halfOpen[want-1]
+			e.hoPrev = l.tail
+			if l.tail != nil {
+				l.tail.hoNext = e
+			} else {
+				l.head = e
+			}
+			l.tail = e
+			e.hoList = want
+			l.n++
+		}
+	}
+	t.hoMu.Unlock()
+}
+
+// advance applies one packet to a connection entry: the TCP state machine
+// (or the UDP state), the active/inactive accounting, the half-open lists
+// and the new timeout. The shard lock is held.
+func (t *Table[D]) advance(e *entry[D], dir Direction, tcpFlags uint8, now int64) {
 	ts := t.timeouts.Load()
-	if proto != 6 {
+	if e.key.Protocol != 6 {
 		e.state = StateUDP
 		e.expires = now + int64(ts.UDP)
 		return
@@ -239,17 +464,37 @@ func (t *Table[D]) advance(e *entry[D], proto uint8, dir Direction, tcpFlags uin
 			e.dest.ConnCounts().activate(true)
 			e.flags &^= flagInactive
 		}
+		if halfOpenList(next) != halfOpenList(e.state) {
+			t.moveHalfOpen(e, next)
+		}
 		e.state = next
 	}
 	e.expires = now + int64(ts.timeout(next))
 }
 
 // remove deletes an entry and accounts for it. The shard lock is held.
-func (t *Table[D]) remove(s *shard[D], k *Key, e *entry[D]) {
-	delete(s.m, *k)
-	e.dest.ConnCounts().unboundConn(e.flags&flagInactive == 0)
+func (t *Table[D]) remove(s *shard[D], e *entry[D]) {
+	delete(s.m, e.key)
+	if halfOpenList(e.state) != 0 || e.hoList != 0 {
+		t.hoMu.Lock()
+		t.unlinkHalfOpen(e)
+		t.hoMu.Unlock()
+	}
+	if e.flags&flagTemplate != 0 {
+		e.dest.ConnCounts().unboundTemplate()
+	} else {
+		e.dest.ConnCounts().unboundConn(e.flags&flagInactive == 0)
+	}
+	if e.ctl != nil {
+		if e.ctl.gen.Load() == e.ctlGen {
+			e.ctl.nControl.Add(-1)
+		}
+		e.ctl = nil
+	}
 	var zero D
 	e.dest = zero
+	e.nControl.Store(0)
+	e.gen.Add(1)
 	e.next = s.free
 	s.free = e
 	t.count.Add(-1)
@@ -273,10 +518,16 @@ func (s *shard[D]) alloc() *entry[D] {
 	return e
 }
 
+// templateGrace is how long an expired template that still controls
+// connections lives on before it is checked again (ip_vs_conn_expire's
+// expire_later: 60 s).
+const templateGrace = 60 * time.Second
+
 // Reap removes expired entries from the next n shards (in rotation) and
 // returns how many it removed. A background goroutine calls it often with
 // a small n, so that each call holds each shard lock only briefly and a
-// full sweep completes every few seconds.
+// full sweep completes every few seconds. An expired template that still
+// controls connections is kept for another minute, as IPVS keeps it.
 func (t *Table[D]) Reap(now int64, n int) int {
 	t.reapMu.Lock()
 	start := t.reapPos
@@ -289,11 +540,16 @@ func (t *Table[D]) Reap(now int64, n int) int {
 	for i := range n {
 		s := &t.shards[(start+i)%len(t.shards)]
 		s.mu.Lock()
-		for k, e := range s.m {
-			if e.expires <= now {
-				t.remove(s, &k, e)
-				removed++
+		for _, e := range s.m {
+			if e.expires > now {
+				continue
 			}
+			if e.flags&flagTemplate != 0 && e.nControl.Load() > 0 {
+				e.expires = now + int64(templateGrace)
+				continue
+			}
+			t.remove(s, e)
+			removed++
 		}
 		s.mu.Unlock()
 	}
@@ -313,6 +569,9 @@ type Entry[D Dest] struct {
 	// NoOutput is set while the director has seen no packet from the
 	// real server (always, in DR and TUN).
 	NoOutput bool
+	// Template marks a persistence template (its key has client port 0
+	// and, for port-0 services, virtual port 0).
+	Template bool
 }
 
 // Walk calls fn with a copy of every live entry, shard by shard, until fn
@@ -324,9 +583,9 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 		buf = buf[:0]
 		s.mu.Lock()
 		for k, e := range s.m {
-			if e.expires > now {
+			if e.expires > now || (e.flags&flagTemplate != 0 && e.nControl.Load() > 0) {
 				buf = append(buf, Entry[D]{Key: k, Dest: e.dest, State: e.state, Expires: e.expires,
-					NoOutput: e.flags&flagNoOutput != 0})
+					NoOutput: e.flags&flagNoOutput != 0, Template: e.flags&flagTemplate != 0})
 			}
 		}
 		s.mu.Unlock()
@@ -340,19 +599,25 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 
 // Import adds an entry (or replaces the one with the same key), with its
 // state and expiry, accounting for it on its destination as ip_vs_conn_new
-// does for a synchronised connection. It fails only when the table is full.
+// does for a synchronised connection. It fails only when the table is full
+// (imports do not evict).
 func (t *Table[D]) Import(in Entry[D]) error {
 	s := t.shardOf(&in.Key)
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e := s.m[in.Key]; e != nil {
-		t.remove(s, &in.Key, e)
+		t.remove(s, e)
 	}
-	if t.count.Load() >= t.max {
-		t.full.Add(1)
+	s.mu.Unlock()
+	if !t.reserve(false) {
 		return ErrFull
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.m[in.Key]; e != nil {
+		t.remove(s, e)
+	}
 	e := s.alloc()
+	e.key = in.Key
 	e.dest = in.Dest
 	e.state = in.State
 	e.expires = in.Expires
@@ -360,26 +625,37 @@ func (t *Table[D]) Import(in Entry[D]) error {
 	if in.NoOutput {
 		e.flags |= flagNoOutput
 	}
-	active := in.State.Active()
-	if !active {
-		e.flags |= flagInactive
+	if in.Template {
+		e.flags |= flagTemplate
+		in.Dest.ConnCounts().boundTemplate()
+	} else {
+		active := in.State.Active()
+		if !active {
+			e.flags |= flagInactive
+		}
+		in.Dest.ConnCounts().bound(active)
+		if halfOpenList(e.state) != 0 {
+			t.moveHalfOpen(e, e.state)
+		}
 	}
-	in.Dest.ConnCounts().bound(active)
 	s.m[in.Key] = e
-	t.count.Add(1)
 	t.created.Add(1)
 	return nil
 }
 
-// Clear removes every entry.
+// Clear removes every entry: connections first, then templates.
 func (t *Table[D]) Clear() {
-	for i := range t.shards {
-		s := &t.shards[i]
-		s.mu.Lock()
-		for k, e := range s.m {
-			t.remove(s, &k, e)
+	for _, templates := range []bool{false, true} {
+		for i := range t.shards {
+			s := &t.shards[i]
+			s.mu.Lock()
+			for _, e := range s.m {
+				if (e.flags&flagTemplate != 0) == templates {
+					t.remove(s, e)
+				}
+			}
+			s.mu.Unlock()
 		}
-		s.mu.Unlock()
 	}
 }
 

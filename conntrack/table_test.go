@@ -2,7 +2,9 @@ package conntrack
 
 import (
 	"fmt"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -178,22 +180,188 @@ func TestThresholds(t *testing.T) {
 	}
 }
 
-func TestFull(t *testing.T) {
-	tab := New[*dest](&Config{MaxEntries: 2, Shards: 1})
+// TestBoundEvictsOldestHalfOpen checks gvs's own rule at the bound: a new
+// connection evicts the oldest SYN_RECV connection, then the oldest SYNACK
+// one, and is refused only when every entry is past the handshake.
+func TestBoundEvictsOldestHalfOpen(t *testing.T) {
+	tab := New[*dest](&Config{MaxEntries: 4, Shards: 4})
 	d := &dest{}
 	now := int64(time.Hour)
-	for i := range 2 {
-		k := key(uint16(i))
+	syn := func(port uint16) Key {
+		k := key(port)
 		if _, _, err := tab.Insert(&k, d, true, fSYN, now); err != nil {
-			t.Fatal(err)
+			t.Fatalf("insert %d: %v", port, err)
 		}
+		return k
 	}
-	k := key(99)
-	if _, _, err := tab.Insert(&k, d, true, fSYN, now); err != ErrFull {
-		t.Fatalf("third insert: %v, want ErrFull", err)
+	alive := func(ports ...uint16) string {
+		var got []uint16
+		tab.Walk(now, func(e Entry[*dest]) bool { got = append(got, e.Key.ClientPort); return true })
+		present := map[uint16]bool{}
+		for _, p := range got {
+			present[p] = true
+		}
+		s := ""
+		for _, p := range ports {
+			s += fmt.Sprintf("%d:%v ", p, present[p])
+		}
+		return s
 	}
-	if s := tab.Stats(); s.Full != 1 || s.Entries != 2 {
-		t.Fatalf("stats %+v", s)
+	a := syn(1)
+	_ = a
+	syn(2)
+	c := syn(3)
+	tab.Lookup(&c, Input, fACK, now) // 3 is ESTABLISHED
+	// A SYNACK entry (secure_tcp's state), older than everything after it.
+	sa := key(4)
+	if err := tab.Import(Entry[*dest]{Key: sa, Dest: d, State: StateSynAck, Expires: now + int64(time.Minute), NoOutput: true}); err != nil {
+		t.Fatal(err)
+	}
+	syn(5) // full: evicts 1, the oldest SYN_RECV
+	if got, want := alive(1, 2, 3, 4, 5), "1:false 2:true 3:true 4:true 5:true "; got != want {
+		t.Fatalf("after 5: %s, want %s", got, want)
+	}
+	syn(6) // evicts 2
+	syn(7) // evicts 5 (SYN_RECV before the older SYNACK)
+	if got, want := alive(2, 3, 4, 5, 6, 7), "2:false 3:true 4:true 5:false 6:true 7:true "; got != want {
+		t.Fatalf("after 7: %s, want %s", got, want)
+	}
+	// Establish 6 and 7: only the SYNACK entry is half-open now.
+	for _, p := range []uint16{6, 7} {
+		k := key(p)
+		tab.Lookup(&k, Input, fACK, now)
+	}
+	syn(8) // evicts 4, the SYNACK one
+	if got, want := alive(3, 4, 6, 7, 8), "3:true 4:false 6:true 7:true 8:true "; got != want {
+		t.Fatalf("after 8: %s, want %s", got, want)
+	}
+	k8 := key(8)
+	tab.Lookup(&k8, Input, fACK, now)
+	k9 := key(9)
+	if _, _, err := tab.Insert(&k9, d, true, fSYN, now); err != ErrFull {
+		t.Fatalf("insert into a table of established connections: %v, want ErrFull", err)
+	}
+	st := tab.Stats()
+	if st.Entries != 4 || st.Evicted != 4 || st.Full != 1 || st.HalfOpen != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	if d.Active() != 4 || d.Inactive() != 0 {
+		t.Fatalf("counts %d/%d after evictions, want 4/0", d.Active(), d.Inactive())
+	}
+}
+
+// TestBoundHoldsUnderConcurrency floods a small table from several
+// goroutines and checks it never holds more than its bound.
+func TestBoundHoldsUnderConcurrency(t *testing.T) {
+	const max = 64
+	tab := New[*dest](&Config{MaxEntries: max, Shards: 16})
+	d := &dest{}
+	now := int64(time.Hour)
+	var wg sync.WaitGroup
+	var over sync.Once
+	for g := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 5000 {
+				k := key(uint16(i))
+				k.Client[14] = byte(g)
+				tab.Insert(&k, d, true, fSYN, now)
+				if i%3 == 0 {
+					tab.Lookup(&k, Input, fACK, now)
+				}
+				if n := tab.Len(); n > max {
+					over.Do(func() { t.Errorf("table holds %d entries, bound %d", n, max) })
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	var entries, active, inactive int32
+	tab.Walk(now, func(e Entry[*dest]) bool {
+		entries++
+		if e.State.Active() {
+			active++
+		} else {
+			inactive++
+		}
+		return true
+	})
+	if int(entries) != tab.Len() || d.Active() != active || d.Inactive() != inactive {
+		t.Fatalf("walk %d entries (%d/%d), Len %d, counts %d/%d", entries, active, inactive, tab.Len(), d.Active(), d.Inactive())
+	}
+	if st := tab.Stats(); st.Evicted == 0 || st.Full == 0 {
+		t.Fatalf("stats %+v: want evictions and refusals", st)
+	}
+}
+
+// TestTemplates follows a persistence template as ip_vs_sched_persist and
+// ip_vs_conn_expire keep it.
+func TestTemplates(t *testing.T) {
+	tab := New[*dest](nil)
+	d := &dest{}
+	now := int64(time.Hour)
+	tk := KeyV4(6, [4]byte{192, 168, 150, 10}, 0, [4]byte{192, 168, 150, 100}, 80)
+	const persist = 360 * time.Second
+	if _, _, ok := tab.Template(&tk, persist, now); ok {
+		t.Fatal("template before any")
+	}
+	ref, err := tab.InsertTemplate(&tk, d, persist, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Persistent() != 1 || d.Active()+d.Inactive() != 0 {
+		t.Fatalf("after template: persist %d conns %d", d.Persistent(), d.Active()+d.Inactive())
+	}
+	k := key(40000)
+	tab.InsertControlled(&k, d, true, ref, fSYN, now)
+	tab.Lookup(&k, Input, fACK, now)
+	// The template's timer runs out while it controls a live connection:
+	// it stays (and is re-armed for a minute), as expire_later does.
+	later := now + int64(persist) + int64(time.Second)
+	tab.Reap(later, tab.Size())
+	if got, _, ok := tab.Template(&tk, persist, later); !ok || got != d {
+		t.Fatal("template expired while it controls a connection")
+	}
+	// The connection ends; the template expires after its own timeout.
+	tab.Lookup(&k, Input, fRST, later)
+	end := later + int64(persist) + int64(time.Minute)
+	tab.Reap(end, tab.Size())
+	// (If the template's shard was swept before the connection's, it
+	// was re-armed for another minute, as the kernel's timer would be.)
+	end += int64(61 * time.Second)
+	tab.Reap(end, tab.Size())
+	if _, _, ok := tab.Template(&tk, persist, end); ok || d.Persistent() != 0 {
+		t.Fatalf("template alive after its timeout with no connection (persist %d)", d.Persistent())
+	}
+	// Listing shows templates.
+	tab.InsertTemplate(&tk, d, persist, end)
+	var templates int
+	tab.Walk(end, func(e Entry[*dest]) bool {
+		if e.Template && e.State == StateNone && e.Key.ClientPort == 0 {
+			templates++
+		}
+		return true
+	})
+	if templates != 1 {
+		t.Fatalf("walk saw %d templates", templates)
+	}
+	// Replacing a template whose connections still run: they keep going,
+	// the counts stay exact.
+	k2 := key(40001)
+	ref2, _, _ := func() (TemplateRef[*dest], int, int) { _, r, _ := tab.Template(&tk, persist, end); return r, 0, 0 }()
+	tab.InsertControlled(&k2, d, true, ref2, fSYN, end)
+	d2 := &dest{}
+	tab.InsertTemplate(&tk, d2, persist, end)
+	if d.Persistent() != 0 || d2.Persistent() != 1 {
+		t.Fatalf("after rebinding: persist %d/%d", d.Persistent(), d2.Persistent())
+	}
+	if got, _, ok := tab.Lookup(&k2, Input, fACK, end); !ok || got != d {
+		t.Fatal("the connection of the replaced template lost its destination")
+	}
+	tab.Clear()
+	if d.Active()+d.Inactive()+d.Persistent()+d2.Persistent() != 0 || tab.Len() != 0 {
+		t.Fatal("Clear left counts behind")
 	}
 }
 
@@ -332,5 +500,49 @@ func BenchmarkInsertExpire(b *testing.B) {
 			now += int64(2 * time.Minute)
 			tab.Reap(now, tab.Size())
 		}
+	}
+}
+
+func BenchmarkLookupParallel(b *testing.B) {
+	const size = 1 << 20
+	tab := New[*dest](&Config{MaxEntries: 2 * size})
+	d := &dest{}
+	now := int64(time.Hour)
+	keys := make([]Key, size)
+	for i := range keys {
+		keys[i] = KeyV4(6, [4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, uint16(i), [4]byte{198, 19, 0, 1}, 80)
+		tab.Insert(&keys[i], d, true, fSYN, now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	var seed atomic.Uint32
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(seed.Add(1)) * 7919
+		for pb.Next() {
+			i = (i + 1) & (size - 1)
+			tab.Lookup(&keys[i], Input, fACK, now)
+		}
+	})
+}
+
+// BenchmarkMemoryPerEntry reports the heap a table of 1 M connections takes
+// per entry.
+func BenchmarkMemoryPerEntry(b *testing.B) {
+	const size = 1 << 20
+	for range b.N {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		tab := New[*dest](&Config{MaxEntries: 2 * size})
+		d := &dest{}
+		now := int64(time.Hour)
+		for i := range size {
+			k := KeyV4(6, [4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, uint16(i), [4]byte{198, 19, 0, 1}, 80)
+			tab.Insert(&k, d, true, fSYN, now)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/size, "bytes/entry")
+		runtime.KeepAlive(tab)
 	}
 }

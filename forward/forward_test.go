@@ -364,6 +364,9 @@ func TestVerdicts(t *testing.T) {
 		r.conns = conntrack.New[*service.Real](&conntrack.Config{MaxEntries: 1})
 		r.w.e.cfg.Conns = r.conns
 		r.send(frame(syn.build()))
+		s := syn
+		s.flags = hdr.TCPFlagACK
+		r.send(frame(s.build())) // established: not evictable
 		if v := r.send(frame(tcpFrame(42100, hdr.TCPFlagSYN).build())); v != TableFull {
 			t.Fatalf("verdict %v", v)
 		}
