@@ -205,6 +205,20 @@ func (t *Table[D]) Lookup(k *Key, dir Direction, tcpFlags uint8, now int64) (des
 	return dest, r, true
 }
 
+// Remove removes the connection entry of k at once, if there is one (as
+// ip_vs_conn_expire_now does for expire_nodest_conn).
+func (t *Table[D]) Remove(k *Key) bool {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[*k]
+	if e == nil || e.flags&flagTemplate != 0 {
+		return false
+	}
+	t.remove(s, e)
+	return true
+}
+
 // TemplateRef refers to a persistence template, to link the connections it
 // controls to it. The zero value refers to none.
 type TemplateRef[D Dest] struct {

@@ -47,6 +47,9 @@ type Config struct {
 	ARP *arp.Config
 	// FilterTable names gvs's nftables table (default "gvs").
 	FilterTable string
+	// ExpireNodestConn and ExpireQuiescentTemplate are the kernel's
+	// sysctls of the same names (see forward.Config).
+	ExpireNodestConn, ExpireQuiescentTemplate bool
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
 }
@@ -121,7 +124,8 @@ func New(cfg Config) (d *Director, err error) {
 		return nil, fmt.Errorf("ingress filter: %w", err)
 	}
 
-	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns})
+	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns,
+		ExpireNodestConn: cfg.ExpireNodestConn, ExpireQuiescentTemplate: cfg.ExpireQuiescentTemplate})
 	for _, in := range d.ifaces {
 		rx, err := afpacket.OpenRX(in.Index, nil)
 		if err != nil {

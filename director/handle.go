@@ -381,7 +381,7 @@ func (d *Director) list(req *control.Request) *control.Reply {
 			u, l := r.Thresholds()
 			cs.Dests = append(cs.Dests, control.Dest{Addr: r.Addr, Port: r.Port, Forward: forwardName(r.Forward),
 				Weight: r.Weight(), UThreshold: u, LThreshold: l, ActiveConns: uint32(r.Active()),
-				InactiveConns: uint32(r.Inactive()), Stats: stats(&r.Counters)})
+				InactiveConns: uint32(r.Inactive()), PersistConns: uint32(r.Persistent()), Stats: stats(&r.Counters)})
 		}
 		out = append(out, cs)
 	}
@@ -389,6 +389,15 @@ func (d *Director) list(req *control.Request) *control.Reply {
 		return errorReply(control.CodeNoService, -1, fmt.Sprintf("no such service: %v", *only))
 	}
 	return &control.Reply{Services: out}
+}
+
+// expires is the seconds left before an entry expires, as the kernel
+// reports it (0 for a template kept past its timeout by its connections).
+func expires(at, now int64) uint32 {
+	if at <= now {
+		return 0
+	}
+	return uint32((at - now) / int64(time.Second))
 }
 
 func forwardName(f service.Forward) string {
@@ -410,7 +419,7 @@ func (d *Director) connections() []control.Conn {
 			proto = control.UDP
 		}
 		out = append(out, control.Conn{Protocol: proto, Client: e.Key.ClientAddr(), Virtual: e.Key.VirtualAddr(),
-			Dest: e.Dest.AddrPort(), State: e.State.String(), Expires: uint32((e.Expires - now) / int64(time.Second))})
+			Dest: e.Dest.AddrPort(), State: e.State.String(), Expires: expires(e.Expires, now), Template: e.Template})
 		return true
 	})
 	return out

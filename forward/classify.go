@@ -90,6 +90,52 @@ func classify(f *afpacket.Frame, p *packet) Reason {
 	return Forwarded
 }
 
+// schedule picks the real server of a new connection. For a persistent
+// service it follows ip_vs_sched_persist: the client's template (its
+// address under the service's netmask, client port 0, the virtual port, or
+// 0 for a port-0 service) names the real server while it lives; a new or
+// invalid template (its server removed, or quiesced with
+// ExpireQuiescentTemplate, as ip_vs_check_template says) is scheduled and
+// created. The template's timer restarts with each connection it places.
+func (w *Worker) schedule(svc *service.Service, k *conntrack.Key, now int64) (*service.Real, conntrack.TemplateRef[*service.Real]) {
+	var none conntrack.TemplateRef[*service.Real]
+	p := svc.Persistence()
+	if p == nil {
+		return svc.Pick(k), none
+	}
+	tk := &w.tkey
+	*tk = *k
+	tk.ClientPort = 0
+	for i := range 4 {
+		tk.Client[12+i] &= p.Mask[i]
+	}
+	if svc.Key.Port == 0 || svc.Key.Port == ftpPort {
+		tk.VirtualPort = 0
+	}
+	conns := w.e.cfg.Conns
+	if r, ref, ok := conns.Template(tk, p.Timeout, now); ok {
+		if !r.Removed() && (!w.e.cfg.ExpireQuiescentTemplate || r.Weight() > 0) {
+			return r, ref
+		}
+	}
+	r := svc.Pick(k)
+	if r == nil {
+		return nil, none
+	}
+	ref, err := conns.InsertTemplate(tk, r, p.Timeout, now)
+	if err != nil {
+		// No room for the template: the connection still goes to the
+		// picked server, without persistence.
+		return r, none
+	}
+	return r, ref
+}
+
+// ftpPort is FTP's control port: IPVS gives persistent FTP services
+// templates with virtual port 0, so that the data connections on other
+// ports follow the control connection.
+const ftpPort = 21
+
 // handle is the whole path of one frame: classify, find the service,
 // find or create the connection (scheduling a real server for a new one),
 // count, and hand the frame to the real server's forwarding method.
@@ -111,19 +157,23 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 	*k = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
 	conns := w.e.cfg.Conns
 	real, _, ok := conns.Lookup(k, conntrack.Input, p.tcpFlags, now)
+	if ok && w.e.cfg.ExpireNodestConn && real.Removed() {
+		conns.Remove(k)
+		return DestGone
+	}
 	if !ok {
 		// Only a SYN starts a TCP connection (tcp_conn_schedule: th->syn
 		// and not th->rst); anything else without an entry is dropped.
 		if p.proto == hdr.ProtoTCP && p.tcpFlags&(hdr.TCPFlagSYN|hdr.TCPFlagRST) != hdr.TCPFlagSYN {
 			return NoConn
 		}
-		picked := svc.Pick(k)
+		picked, tmpl := w.schedule(svc, k, now)
 		if picked == nil {
 			return NoDest
 		}
 		var res conntrack.Result
 		var err error
-		real, res, err = conns.Insert(k, picked, picked.Forward != service.Masq, p.tcpFlags, now)
+		real, res, err = conns.InsertControlled(k, picked, picked.Forward != service.Masq, tmpl, p.tcpFlags, now)
 		if err != nil {
 			return TableFull
 		}

@@ -49,6 +49,17 @@ type Config struct {
 	Services *service.Table
 	// Conns is the connection table, shared by all workers.
 	Conns *conntrack.Table[*service.Real]
+	// ExpireQuiescentTemplate makes a persistence template whose real
+	// server has weight 0 invalid, so the client is scheduled anew (the
+	// kernel's expire_quiescent_template sysctl; off by default, as
+	// there: a quiesced server keeps its persistent clients).
+	ExpireQuiescentTemplate bool
+	// ExpireNodestConn drops the connection entry (and the packet) when a
+	// packet arrives for a connection whose real server was removed, so
+	// that the client sees the connection fail and reconnects (the
+	// kernel's expire_nodest_conn sysctl; off by default, as there: the
+	// flows of a removed server keep going until they end).
+	ExpireNodestConn bool
 }
 
 // Engine is the data path: a set of workers sharing one service table and
@@ -73,6 +84,7 @@ type Worker struct {
 
 	frames [BatchSize]afpacket.Frame
 	key    conntrack.Key // scratch for the frame being handled
+	tkey   conntrack.Key // scratch for its persistence template
 	dirty  []bool        // egress i has committed frames since its last flush
 
 	counts [numReasons]atomic.Uint64

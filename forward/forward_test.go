@@ -485,3 +485,98 @@ func BenchmarkHandleDR(b *testing.B) {
 		})
 	}
 }
+
+// TestPersistence: a persistent port-0 service with a /24 granularity
+// sends every connection of every client of one /24, to any port, to the
+// server its template names, as ip_vs_sched_persist does.
+func TestPersistence(t *testing.T) {
+	r := newRig(t)
+	any := service.KeyOf(6, netip.AddrFrom4(vip), 0)
+	_, err := r.services.Apply([]service.Op{
+		{Kind: service.AddService, Service: any, Settings: service.Settings{Scheduler: "rr", Persistent: true, Netmask: 24}},
+		{Kind: service.AddReal, Service: any, Real: service.RealSpec{Addr: netip.MustParseAddr("192.168.150.12"), Forward: service.Route, Weight: 1}},
+		{Kind: service.AddReal, Service: any, Real: service.RealSpec{Addr: netip.MustParseAddr("192.168.150.13"), Forward: service.Route, Weight: 1}},
+	}, func(p *service.Plan) error {
+		for _, nr := range p.NewReals {
+			nr.Hop = r.hops[nr.Addr.String()]
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(client [4]byte, sport, dport uint16) [6]byte {
+		t.Helper()
+		s := tcpFrame(sport, hdr.TCPFlagSYN)
+		s.src, s.dport = client, dport
+		if v := r.send(frame(s.build())); v != Forwarded {
+			t.Fatalf("%v:%d -> :%d: %v", client, sport, dport, v)
+		}
+		return [6]byte(r.tx.sent[len(r.tx.sent)-1][0:6])
+	}
+	first := conn([4]byte{192, 168, 150, 10}, 50000, 443)
+	for i, c := range []struct {
+		client [4]byte
+		dport  uint16
+	}{{[4]byte{192, 168, 150, 10}, 8443}, {[4]byte{192, 168, 150, 10}, 22}, {[4]byte{192, 168, 150, 77}, 443}} {
+		if got := conn(c.client, uint16(50001+i), c.dport); got != first {
+			t.Fatalf("connection %d went to %x, the template says %x", i, got, first)
+		}
+	}
+	// A client of another /24 gets its own template: rr's next pick.
+	other := conn([4]byte{192, 168, 151, 10}, 50100, 443)
+	if other == first {
+		t.Fatalf("another /24 went to the same server %x; rr should have moved on", other)
+	}
+	// The templates are listed, with client port 0 and virtual port 0.
+	templates := 0
+	r.conns.Walk(conntrack.Now(), func(e conntrack.Entry[*service.Real]) bool {
+		if e.Template {
+			templates++
+			if e.Key.ClientPort != 0 || e.Key.VirtualPort != 0 || e.Key.Client[15] != 0 {
+				t.Errorf("template key %v", e.Key)
+			}
+		}
+		return true
+	})
+	if templates != 2 {
+		t.Fatalf("%d templates, want 2", templates)
+	}
+	// Removing the template's server makes the template invalid: the
+	// client is scheduled again (ip_vs_check_template).
+	firstIP := "192.168.150.12"
+	if first == rs13MAC {
+		firstIP = "192.168.150.13"
+	}
+	if _, err := r.services.Apply([]service.Op{{Kind: service.DelReal, Service: any, Real: service.RealSpec{Addr: netip.MustParseAddr(firstIP)}}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := conn([4]byte{192, 168, 150, 10}, 50200, 443); got == first {
+		t.Fatalf("a new connection still went to the removed server %x", got)
+	}
+}
+
+// TestExpireNodestConn: with the switch on, a packet of a removed real
+// server's connection removes the entry and is dropped; with it off (the
+// default, as IPVS) the flow keeps going.
+func TestExpireNodestConn(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		r := newRig(t)
+		r.w.e.cfg.ExpireNodestConn = on
+		r.send(frame(tcpFrame(45000, hdr.TCPFlagSYN).build())) // to .13
+		tcp := service.KeyOf(6, netip.AddrFrom4(vip), 80)
+		if _, err := r.services.Apply([]service.Op{{Kind: service.DelReal, Service: tcp, Real: service.RealSpec{Addr: netip.MustParseAddr("192.168.150.13"), Port: 80}}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		want := Forwarded
+		if on {
+			want = DestGone
+		}
+		if v := r.send(frame(tcpFrame(45000, hdr.TCPFlagACK).build())); v != want {
+			t.Fatalf("expire_nodest_conn=%v: verdict %v, want %v", on, v, want)
+		}
+		if on && r.conns.Len() != 0 {
+			t.Fatal("the entry survived")
+		}
+	}
+}

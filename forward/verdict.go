@@ -20,6 +20,7 @@ const (
 	Truncated  // longer than a receive slot
 	NoConn     // a TCP packet other than SYN with no connection entry
 	NoDest     // the scheduler found no available real server
+	DestGone   // the connection's real server was removed (ExpireNodestConn)
 	Unresolved // the real server's MAC address is not known (ARP)
 	NoEgress   // the real server is on an interface this worker cannot send on
 	TableFull  // the connection table is full
@@ -39,6 +40,7 @@ var reasonNames = [numReasons]string{
 	Truncated:  "truncated",
 	NoConn:     "no_conn",
 	NoDest:     "no_dest",
+	DestGone:   "dest_removed",
 	Unresolved: "arp_unresolved",
 	NoEgress:   "no_egress",
 	TableFull:  "table_full",

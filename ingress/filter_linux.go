@@ -19,7 +19,8 @@ import (
 const (
 	setDst      = "dst"
 	setSrc      = "src"
-	chainPrefix = "in_" // + interface name: in_eth0
+	setAny      = "dstany" // port-0 services: every port of a VIP
+	chainPrefix = "in_"    // + interface name: in_eth0
 )
 
 // Set IDs identify the sets inside the Open transaction, before the kernel
@@ -28,6 +29,7 @@ const (
 const (
 	setDstID = 1
 	setSrcID = 2
+	setAnyID = 3
 )
 
 // nf_tables 32-bit data registers (NFT_REG32_00.. in linux/netfilter/
@@ -70,6 +72,7 @@ type Filter struct {
 	chains []*nftables.Chain // one per interface, in ifaces order
 	dst    *nftables.Set
 	src    *nftables.Set
+	any    *nftables.Set // port-0 destinations: every port of an address
 
 	mu     sync.Mutex // guards everything below
 	closed bool
@@ -184,7 +187,9 @@ func (f *Filter) create() error {
 	}
 	f.dst = newSet(setDst, setDstID)
 	f.src = newSet(setSrc, setSrcID)
-	for _, s := range []*nftables.Set{f.dst, f.src} {
+	f.any = newSet(setAny, setAnyID)
+	f.any.KeyType = nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto)
+	for _, s := range []*nftables.Set{f.dst, f.src, f.any} {
 		if err := c.AddSet(s, nil); err != nil {
 			return fmt.Errorf("ingress: set %s: %w", s.Name, err)
 		}
@@ -207,6 +212,8 @@ func (f *Filter) create() error {
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: match(f.dst, offIPDst, offL4Dst)})
 		// meta protocol ip ip saddr . ip protocol . th sport @src counter drop
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: match(f.src, offIPSrc, offL4Src)})
+		// meta protocol ip ip daddr . ip protocol @dstany counter drop
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: matchAny(f.any)})
 	}
 	if err := c.Flush(); err != nil {
 		return fmt.Errorf("ingress: creating table netdev %s: %w", f.table.Name, classify(err))
@@ -238,13 +245,31 @@ func match(set *nftables.Set, addrOff, portOff uint32) []expr.Any {
 	}
 }
 
+// matchAny returns the expressions of
+//
+//	meta protocol ip ip daddr . ip protocol @dstany counter drop
+//
+// which drops every frame of a protocol to an address: port-0 services.
+// Unlike match it also drops non-first fragments of those frames.
+func matchAny(set *nftables.Set) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyPROTOCOL, Register: regKey0},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: regKey0, Data: etherTypeIPv4},
+		&expr.Payload{DestRegister: regKey0, Base: expr.PayloadBaseNetworkHeader, Offset: offIPDst, Len: 4},
+		&expr.Payload{DestRegister: regKey1, Base: expr.PayloadBaseNetworkHeader, Offset: offIPProto, Len: 1},
+		&expr.Lookup{SourceRegister: regKey0, SetName: set.Name, SetID: set.ID},
+		&expr.Counter{},
+		&expr.Verdict{Kind: expr.VerdictDrop},
+	}
+}
+
 // Set replaces the whole rule set in one transaction: from the moment it
 // commits, exactly rules are dropped, and no frame ever sees a mix or an
 // empty set in between. Every rule is validated first; an invalid one is
 // reported as a *RuleError naming it (matching ErrInvalidRule), and on any
 // error nothing changes. Duplicate rules are harmless.
 func (f *Filter) Set(rules []Rule) error {
-	dst, src, err := keys(rules)
+	dst, src, any, err := keys(rules)
 	if err != nil {
 		return err
 	}
@@ -256,14 +281,18 @@ func (f *Filter) Set(rules []Rule) error {
 	c := f.conn
 	c.FlushSet(f.dst)
 	c.FlushSet(f.src)
+	c.FlushSet(f.any)
 	for _, part := range []struct {
 		set  *nftables.Set
 		keys []key
-	}{{f.dst, dst}, {f.src, src}} {
+	}{{f.dst, dst}, {f.src, src}, {f.any, any}} {
 		for chunk := range slices.Chunk(part.keys, maxElemsPerMsg) {
 			elems := make([]nftables.SetElement, len(chunk))
 			for i := range chunk {
 				elems[i].Key = chunk[i][:]
+				if part.set == f.any {
+					elems[i].Key = chunk[i][:anyKeyLen]
+				}
 			}
 			if err := c.SetAddElements(part.set, elems); err != nil {
 				f.discard()

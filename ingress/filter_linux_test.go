@@ -405,6 +405,28 @@ func TestDropsSource(t *testing.T) {
 	mustReceive(t, dst, "from-5556")
 }
 
+// TestDropsEveryPort: a port-0 rule (an IPVS port-0 service) drops the
+// protocol's frames to every port of the address, and nothing else.
+func TestDropsEveryPort(t *testing.T) {
+	t.Parallel()
+	l := newLab(t)
+	f := l.open(t, nil)
+	if err := f.Set([]Rule{{Protocol: ProtoUDP, Addr: bIP}}); err != nil {
+		t.Fatal(err)
+	}
+	from := udpSocket(t, l.a, aIP, 0)
+	for _, port := range []uint16{9001, 1, 65535} {
+		dst := udpSocket(t, l.b, bIP, port)
+		mustDrop(t, f, from, dst, port, 2)
+	}
+	if err := f.Set([]Rule{{Protocol: ProtoTCP, Addr: bIP}}); err != nil {
+		t.Fatal(err)
+	}
+	dst := udpSocket(t, l.b, bIP, 9002)
+	send(t, from, bIP, 9002, "udp-passes")
+	mustReceive(t, dst, "udp-passes")
+}
+
 func TestSetReplaces(t *testing.T) {
 	t.Parallel()
 	l := newLab(t)
@@ -486,7 +508,7 @@ func TestInvalidRulesChangeNothing(t *testing.T) {
 		{"ipv6", Rule{Protocol: ProtoTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 80}, "2001:db8::1"},
 		{"icmp", Rule{Protocol: 1, Addr: bIP, Port: 80}, "protocol"},
 		{"no address", Rule{Protocol: ProtoUDP, Port: 53}, "not set"},
-		{"port 0", Rule{Protocol: ProtoUDP, Addr: bIP}, "port 0"},
+		{"source port 0", Rule{Protocol: ProtoUDP, Addr: bIP, Source: true}, "port 0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -48,7 +48,9 @@ var ErrInvalidRule = errors.New("invalid rule")
 // gvs rewrites.
 //
 // Addr must be an IPv4 address (an IPv4-mapped IPv6 address is unmapped).
-// Port must not be 0. Rule is a small comparable value.
+// Port 0 in a destination rule matches every port of the address and
+// protocol (an IPVS port-0 service, which must be persistent); a source
+// rule needs a port. Rule is a small comparable value.
 type Rule struct {
 	Protocol uint8
 	Addr     netip.Addr
@@ -69,6 +71,12 @@ func (r Rule) String() string {
 		proto = "tcp"
 	case ProtoUDP:
 		proto = "udp"
+	}
+	if r.Port == 0 {
+		if proto == "tcp" || proto == "udp" {
+			return fmt.Sprintf("ip %s %v ip protocol %s", dir, r.Addr, proto)
+		}
+		return fmt.Sprintf("ip %s %v ip protocol %d", dir, r.Addr, r.Protocol)
 	}
 	return fmt.Sprintf("ip %s %v %s %s %d", dir, r.Addr, proto, pdir, r.Port)
 }
@@ -93,7 +101,7 @@ var (
 	errNoAddr      = errors.New("address is not set")
 	errNotIPv4     = errors.New("address is not IPv4 (only IPv4 is filtered for now)")
 	errUnspecified = errors.New("address 0.0.0.0 matches nothing a client sends")
-	errPortZero    = errors.New("port 0 is not supported (there is no all-ports match)")
+	errPortZero    = errors.New("port 0 is only for destination rules (every port of a VIP)")
 )
 
 // keyLen is the length of a set key: three nf_tables 32-bit registers.
@@ -101,6 +109,10 @@ var (
 // (NFT_REG32_SIZE), so ipv4_addr . inet_proto . inet_service is 4+4+4
 // bytes, not 4+1+2.
 const keyLen = 12
+
+// anyKeyLen is the length of a key of the any set: ipv4_addr . inet_proto,
+// the first two registers of a key.
+const anyKeyLen = 8
 
 // key is one element of the dst or src set:
 //
@@ -136,7 +148,7 @@ func (r Rule) check() (key, error) {
 	if a.IsUnspecified() {
 		return k, errUnspecified
 	}
-	if r.Port == 0 {
+	if r.Port == 0 && r.Source {
 		return k, errPortZero
 	}
 	a4 := a.As4()
@@ -148,13 +160,22 @@ func (r Rule) check() (key, error) {
 
 // keys validates every rule and splits their keys into the destination and
 // source sets, without duplicates and in the order given.
-func keys(rules []Rule) (dst, src []key, err error) {
+func keys(rules []Rule) (dst, src, any []key, err error) {
 	seen := make(map[key]bool, len(rules))
 	seenSrc := make(map[key]bool)
 	for i, r := range rules {
 		k, err := r.check()
 		if err != nil {
-			return nil, nil, &RuleError{Index: i, Rule: r, Err: err}
+			return nil, nil, nil, &RuleError{Index: i, Rule: r, Err: err}
+		}
+		if r.Port == 0 {
+			// Every port: the any set, keyed by address and protocol
+			// (the first anyKeyLen bytes of the key).
+			if !seen[k] {
+				seen[k] = true
+				any = append(any, k)
+			}
+			continue
 		}
 		if r.Source {
 			if !seenSrc[k] {
@@ -168,5 +189,5 @@ func keys(rules []Rule) (dst, src []key, err error) {
 			dst = append(dst, k)
 		}
 	}
-	return dst, src, nil
+	return dst, src, any, nil
 }

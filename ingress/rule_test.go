@@ -38,7 +38,7 @@ func TestRuleCheck(t *testing.T) {
 		{name: "no address", rule: Rule{Protocol: ProtoTCP, Port: 80}, wantErr: errNoAddr},
 		{name: "ipv6", rule: Rule{Protocol: ProtoTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 80}, wantErr: errNotIPv4},
 		{name: "unspecified", rule: Rule{Protocol: ProtoTCP, Addr: netip.IPv4Unspecified(), Port: 80}, wantErr: errUnspecified},
-		{name: "port 0", rule: Rule{Protocol: ProtoUDP, Addr: vip}, wantErr: errPortZero},
+		{name: "source port 0", rule: Rule{Protocol: ProtoUDP, Addr: vip, Source: true}, wantErr: errPortZero},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,7 +59,7 @@ func TestRuleCheck(t *testing.T) {
 func TestKeysNamesBadRule(t *testing.T) {
 	good := Rule{Protocol: ProtoTCP, Addr: netip.MustParseAddr("192.168.1.10"), Port: 80}
 	bad := Rule{Protocol: ProtoTCP, Addr: netip.MustParseAddr("2001:db8::1"), Port: 80}
-	_, _, err := keys([]Rule{good, good, bad})
+	_, _, _, err := keys([]Rule{good, good, bad})
 	var re *RuleError
 	if !errors.As(err, &re) {
 		t.Fatalf("keys() error = %v, want *RuleError", err)
@@ -80,8 +80,10 @@ func TestKeysNamesBadRule(t *testing.T) {
 func TestKeysSplitAndDedupe(t *testing.T) {
 	a := netip.MustParseAddr("192.168.1.10")
 	b := netip.MustParseAddr("192.168.1.20")
-	dst, src, err := keys([]Rule{
+	dst, src, any, err := keys([]Rule{
 		{Protocol: ProtoTCP, Addr: a, Port: 80},
+		{Protocol: ProtoUDP, Addr: b},          // every port
+		{Protocol: ProtoUDP, Addr: b, Port: 0}, // duplicate
 		{Protocol: ProtoUDP, Addr: b, Port: 53, Source: true},
 		{Protocol: ProtoTCP, Addr: a, Port: 80},                                          // duplicate
 		{Protocol: ProtoTCP, Addr: netip.MustParseAddr("::ffff:192.168.1.10"), Port: 80}, // same, mapped
@@ -104,6 +106,9 @@ func TestKeysSplitAndDedupe(t *testing.T) {
 	}
 	if diff := cmp.Diff(wantSrc, src); diff != "" {
 		t.Errorf("src (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]key{{192, 168, 1, 20, 17, 0, 0, 0, 0, 0, 0, 0}}, any); diff != "" {
+		t.Errorf("any (-want +got):\n%s", diff)
 	}
 }
 

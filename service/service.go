@@ -20,6 +20,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/sched"
@@ -127,6 +128,20 @@ func (r *Real) Removed() bool { return r.removed.Load() }
 // AddrPort returns the real server's address and port.
 func (r *Real) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
 
+// DefaultPersistTimeout is the persistence timeout of ipvsadm -p without
+// a value (IPVS_SVC_PERSISTENT_TIMEOUT, 6 minutes).
+const DefaultPersistTimeout = 360
+
+// Persistence is what the data path needs of a persistent service.
+type Persistence struct {
+	// Timeout is how long a client's template outlives the last
+	// connection it placed.
+	Timeout time.Duration
+	// Mask is the persistence granularity (ipvsadm -M) as an IPv4 mask:
+	// clients whose addresses agree under it share a real server.
+	Mask [4]byte
+}
+
 // Settings are a service's settings, as ipvsadm -A and -E set them.
 type Settings struct {
 	Scheduler  string
@@ -143,6 +158,9 @@ type Settings struct {
 type Service struct {
 	Key Key
 	Counters
+
+	// persist is nil for a service that is not persistent.
+	persist atomic.Pointer[Persistence]
 
 	mu       sync.Mutex
 	settings Settings
@@ -164,6 +182,24 @@ func (s *Service) Pick(k *conntrack.Key) *Real {
 	return r
 }
 
+// Persistence returns the service's persistence, or nil if it is not
+// persistent. The data path calls it for each new connection.
+func (s *Service) Persistence() *Persistence { return s.persist.Load() }
+
+func (s *Service) setPersistence(st *Settings) {
+	if !st.Persistent {
+		s.persist.Store(nil)
+		return
+	}
+	var m [4]byte
+	bits := uint32(0xffffffff) << (32 - uint(st.Netmask))
+	if st.Netmask == 0 {
+		bits = 0
+	}
+	m[0], m[1], m[2], m[3] = byte(bits>>24), byte(bits>>16), byte(bits>>8), byte(bits)
+	s.persist.Store(&Persistence{Timeout: time.Duration(st.Timeout) * time.Second, Mask: m})
+}
+
 // Settings returns the service's settings.
 func (s *Service) Settings() Settings {
 	s.mu.Lock()
@@ -181,12 +217,22 @@ func (s *Service) Reals() []*Real {
 // Snapshot is an immutable view of the services, for the data path.
 type Snapshot struct {
 	services map[Key]*Service
+	portZero bool // some service has port 0 (takes every port of its VIP)
 }
 
 // Lookup returns the service for a frame's protocol, destination address
-// and port, or nil.
+// and port: the service of that port, else a port-0 service of the
+// address (which takes every port, as IPVS's port-zero services do), else
+// nil.
 func (s *Snapshot) Lookup(k Key) *Service {
-	return s.services[k]
+	if svc := s.services[k]; svc != nil {
+		return svc
+	}
+	if s.portZero {
+		k.Port = 0
+		return s.services[k]
+	}
+	return nil
 }
 
 // Len returns the number of services.

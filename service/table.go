@@ -110,11 +110,14 @@ func New() *Table {
 func (t *Table) Load() *Snapshot { return t.snap.Load() }
 
 func (t *Table) publish() {
-	m := make(map[Key]*Service, len(t.services))
+	snap := &Snapshot{services: make(map[Key]*Service, len(t.services))}
 	for k, s := range t.services {
-		m[k] = s
+		snap.services[k] = s
+		if k.Port == 0 {
+			snap.portZero = true
+		}
 	}
-	t.snap.Store(&Snapshot{services: m})
+	t.snap.Store(snap)
 }
 
 // Services returns the services in the order they were added.
@@ -268,10 +271,19 @@ func checkSettings(k Key, s *Settings) error {
 		}
 		return fmt.Errorf("%v: %w", err, ErrInvalid)
 	}
+	if s.Persistent {
+		if s.Timeout == 0 {
+			s.Timeout = DefaultPersistTimeout
+		}
+		if s.Netmask == 0 {
+			s.Netmask = 32
+		}
+		if s.Netmask > 32 {
+			return fmt.Errorf("persistence netmask /%d: %w", s.Netmask, ErrInvalid)
+		}
+	}
 	switch {
-	case s.Persistent:
-		return fmt.Errorf("persistent services (-p) are %w", ErrNotSupported)
-	case k.Port == 0:
+	case k.Port == 0 && !s.Persistent:
 		return fmt.Errorf("zero port specified for non-persistent service %v: %w", k, ErrInvalid)
 	case s.OnePacket && k.Protocol != 17:
 		return fmt.Errorf("one-packet scheduling (-o) is only for UDP services: %w", ErrInvalid)
@@ -332,6 +344,7 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 		case AddService:
 			s := &Service{Key: op.Service, settings: op.Settings}
 			s.sched, _ = sched.New(op.Settings.Scheduler, op.Settings.SchedFlags)
+			s.setPersistence(&op.Settings)
 			t.services[op.Service] = s
 			t.order = append(t.order, op.Service)
 		case EditService:
@@ -339,6 +352,7 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			s.mu.Lock()
 			old := s.settings
 			s.settings = op.Settings
+			s.setPersistence(&op.Settings)
 			if old.Scheduler != op.Settings.Scheduler || !equalStrings(old.SchedFlags, op.Settings.SchedFlags) {
 				// ip_vs_edit_service binds the new scheduler, whose
 				// init_service sees the current list.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 )
 
 var vipKey = KeyOf(6, netip.MustParseAddr("192.168.150.100"), 80)
@@ -86,7 +87,8 @@ func TestErrorsChangeNothing(t *testing.T) {
 		{"lower threshold above upper", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Route, Weight: 1, UThreshold: 5, LThreshold: 10}}}, ErrRange, 0},
 		{"NAT not yet", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Masq, Weight: 1}}}, ErrNotSupported, 0},
 		{"DR with another port", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 8080, Forward: Route, Weight: 1}}}, ErrInvalid, 0},
-		{"persistence not yet", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", Persistent: true}}}, ErrNotSupported, 0},
+		{"one-packet scheduling not yet", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", OnePacket: true}}}, ErrNotSupported, 0},
+		{"netmask above 32", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", Persistent: true, Netmask: 33}}}, ErrInvalid, 0},
 		{"port 0 without persistence", []Op{addSvc(KeyOf(6, netip.MustParseAddr("192.168.150.101"), 0), "rr")}, ErrInvalid, 0},
 		{"multicast VIP", []Op{addSvc(KeyOf(6, netip.MustParseAddr("224.0.0.1"), 80), "rr")}, ErrInvalid, 0},
 		{"real server 0.0.0.0", []Op{addReal(vipKey, "0.0.0.0", 1)}, ErrInvalid, 0},
@@ -170,6 +172,38 @@ func TestEditDeleteClear(t *testing.T) {
 	plan, err = tab.Apply([]Op{{Kind: Clear}}, nil)
 	if err != nil || len(plan.Removed) != 1 || tab.Load().Len() != 0 || len(tab.Services()) != 0 {
 		t.Fatalf("clear: err %v plan %+v", err, plan)
+	}
+}
+
+func TestPersistenceAndPortZero(t *testing.T) {
+	tab := New()
+	any := KeyOf(6, netip.MustParseAddr("192.168.150.100"), 0)
+	_, err := tab.Apply([]Op{
+		{Kind: AddService, Service: any, Settings: Settings{Scheduler: "rr", Persistent: true, Netmask: 24}},
+		addSvc(vipKey, "rr"),
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := tab.Load()
+	if s := snap.Lookup(vipKey); s == nil || s.Key != vipKey || s.Persistence() != nil {
+		t.Fatalf("port 80 goes to %v", s)
+	}
+	s := snap.Lookup(KeyOf(6, netip.MustParseAddr("192.168.150.100"), 443))
+	if s == nil || s.Key != any {
+		t.Fatalf("port 443 goes to %v, want the port-0 service", s)
+	}
+	p := s.Persistence()
+	if p == nil || p.Timeout != 360*time.Second || p.Mask != [4]byte{255, 255, 255, 0} {
+		t.Fatalf("persistence %+v, want 360 s and /24", p)
+	}
+	if snap.Lookup(KeyOf(17, netip.MustParseAddr("192.168.150.100"), 443)) != nil {
+		t.Fatal("UDP found the TCP port-0 service")
+	}
+	// -E without -p turns persistence off.
+	tab.Apply([]Op{{Kind: EditService, Service: any, Settings: Settings{Scheduler: "rr", Persistent: true, Timeout: 60}}}, nil)
+	if p := s.Persistence(); p == nil || p.Timeout != time.Minute || p.Mask != [4]byte{255, 255, 255, 255} {
+		t.Fatalf("after -E -p 60: %+v", p)
 	}
 }
 

@@ -72,6 +72,8 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
+	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
+	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -112,7 +114,10 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		SocketGroup: *socketGroup,
 		Conns:       &conntrack.Config{MaxEntries: *maxConns},
 		FilterTable: *filterTable,
-		Log:         log,
+
+		ExpireNodestConn:        *expireNodest,
+		ExpireQuiescentTemplate: *expireQuiescent,
+		Log:                     log,
 	})
 	if err != nil {
 		log.Error("gvs cannot start", "err", err)
