@@ -30,6 +30,48 @@ type Config struct {
 	MaxEntries int
 	// Timeouts are the state timeouts; nil means DefaultTimeouts.
 	Timeouts *Timeouts
+	// OnRemove, if set, is called with each connection entry (not
+	// template) that leaves the table, while a shard lock is held: it must
+	// be quick and take no lock of the table (FULLNAT returns the
+	// connection's local port to its pool here).
+	OnRemove func(k *Key, aux *Aux)
+}
+
+// Aux is per-connection forwarding state an entry carries for the data
+// path.
+type Aux struct {
+	// PeerMAC and PeerIfindex are where the client's frames came from:
+	// the client itself or the router in front of it. NAT and FULLNAT
+	// send the real server's replies back there.
+	PeerMAC     [6]byte
+	PeerIfindex int32
+	// LocalAddr and LocalPort are FULLNAT's source address and port
+	// towards the real server.
+	LocalAddr [4]byte
+	LocalPort uint16
+}
+
+// Conn is what a lookup or insert returns about a connection.
+type Conn[D Dest] struct {
+	Dest D
+	// Key is the connection's key (client and virtual side).
+	Key Key
+	Aux Aux
+	Result
+}
+
+// InsertOpts are the options of InsertWith.
+type InsertOpts[D Dest] struct {
+	// NoOutput marks a connection whose replies the director does not
+	// see (DR and TUN): it follows the INPUT-ONLY state table.
+	NoOutput bool
+	// Template is the persistence template controlling the connection.
+	Template TemplateRef[D]
+	// Reply, if set, is the key of the real server's replies (NAT and
+	// FULLNAT), by which GetReply finds the connection.
+	Reply *Key
+	// Aux is kept with the entry.
+	Aux Aux
 }
 
 // Table is the connection table. It is safe for concurrent use by multiple
@@ -55,6 +97,25 @@ type Table[D Dest] struct {
 
 	reapMu  sync.Mutex
 	reapPos int
+
+	onRemove func(k *Key, aux *Aux)
+
+	// stale are reply-index entries of removed connections, for Reap to
+	// delete (removing them at once would take a second shard lock).
+	staleMu sync.Mutex
+	stale   []staleReply
+}
+
+type staleReply struct {
+	reply Key
+	ref   replyRef
+}
+
+// replyRef is what the reply index holds: the connection's key and the
+// generation of its entry when it was indexed.
+type replyRef struct {
+	key Key
+	gen uint32
 }
 
 type hoList[D Dest] struct {
@@ -63,8 +124,12 @@ type hoList[D Dest] struct {
 }
 
 type shard[D Dest] struct {
-	mu   sync.Mutex
-	m    map[Key]*entry[D]
+	mu sync.Mutex
+	m  map[Key]*entry[D]
+	// rm is the reply index: the key of a NAT connection's replies
+	// (real server -> client) to its connection's key, whose entry may be
+	// in another shard.
+	rm   map[Key]replyRef
 	free *entry[D]
 	// Pad each shard to its own cache lines so that two workers locking
 	// neighbouring shards do not bounce one line between CPUs.
@@ -88,6 +153,8 @@ type entry[D Dest] struct {
 
 	hoPrev, hoNext *entry[D] // half-open list, guarded by Table.hoMu
 	next           *entry[D] // free list, guarded by the shard lock
+	reply          Key       // the reply key, if flagReply
+	aux            Aux
 	state          State
 	flags          uint8
 	hoList         uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
@@ -98,6 +165,7 @@ const (
 	flagInactive uint8 = 1 << iota // counted in InActConn (IP_VS_CONN_F_INACTIVE)
 	flagNoOutput                   // no reply seen yet: use INPUT-ONLY (IP_VS_CONN_F_NOOUTPUT)
 	flagTemplate                   // a persistence template (IP_VS_CONN_F_TEMPLATE)
+	flagReply                      // indexed by its reply key too (NAT, FULLNAT)
 )
 
 // New returns an empty table.
@@ -117,13 +185,15 @@ func New[D Dest](cfg *Config) *Table[D] {
 		c.MaxEntries = DefaultMaxEntries
 	}
 	t := &Table[D]{
-		shards: make([]shard[D], n),
-		mask:   uint64(n - 1),
-		seed:   rand.Uint64(),
-		max:    int64(c.MaxEntries),
+		shards:   make([]shard[D], n),
+		mask:     uint64(n - 1),
+		seed:     rand.Uint64(),
+		max:      int64(c.MaxEntries),
+		onRemove: c.OnRemove,
 	}
 	for i := range t.shards {
 		t.shards[i].m = make(map[Key]*entry[D])
+		t.shards[i].rm = make(map[Key]replyRef)
 	}
 	ts := DefaultTimeouts()
 	if c.Timeouts != nil {
@@ -184,25 +254,65 @@ type Result struct {
 // and returns its destination. ok is false when there is no live entry (an
 // expired one met here is removed).
 func (t *Table[D]) Lookup(k *Key, dir Direction, tcpFlags uint8, now int64) (dest D, r Result, ok bool) {
+	c, ok := t.Get(k, dir, tcpFlags, now)
+	return c.Dest, c.Result, ok
+}
+
+// Get is Lookup returning the whole connection: destination, key,
+// per-connection state and the state change.
+func (t *Table[D]) Get(k *Key, dir Direction, tcpFlags uint8, now int64) (c Conn[D], ok bool) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	e := s.m[*k]
 	if e == nil || e.flags&flagTemplate != 0 {
 		s.mu.Unlock()
-		return dest, r, false
+		return c, false
 	}
 	if e.expires <= now {
 		t.remove(s, e)
 		t.expired.Add(1)
 		s.mu.Unlock()
-		return dest, r, false
+		return c, false
 	}
-	r.Old = e.state
+	c.Old = e.state
 	t.advance(e, dir, tcpFlags, now)
-	r.New = e.state
-	dest = e.dest
+	c.New = e.state
+	c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
 	s.mu.Unlock()
-	return dest, r, true
+	return c, true
+}
+
+// GetReply finds a NAT or FULLNAT connection by the key of its real
+// server's replies (protocol, real server address and port as the client
+// side, the client's or FULLNAT local address and port as the virtual
+// side) and applies the reply packet to it (the OUTPUT state table).
+func (t *Table[D]) GetReply(rk *Key, tcpFlags uint8, now int64) (c Conn[D], ok bool) {
+	rs := t.shardOf(rk)
+	rs.mu.Lock()
+	ref, found := rs.rm[*rk]
+	rs.mu.Unlock()
+	if !found {
+		return c, false
+	}
+	s := t.shardOf(&ref.key)
+	s.mu.Lock()
+	e := s.m[ref.key]
+	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen {
+		s.mu.Unlock()
+		return c, false
+	}
+	if e.expires <= now {
+		t.remove(s, e)
+		t.expired.Add(1)
+		s.mu.Unlock()
+		return c, false
+	}
+	c.Old = e.state
+	t.advance(e, Output, tcpFlags, now)
+	c.New = e.state
+	c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
+	s.mu.Unlock()
+	return c, true
 }
 
 // Remove removes the connection entry of k at once, if there is one (as
@@ -285,37 +395,42 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	return TemplateRef[D]{e: e, gen: e.gen.Load()}, nil
 }
 
-// Insert creates the connection entry of k bound to dest: InsertControlled
-// without a persistence template.
+// Insert creates the connection entry of k bound to dest: InsertWith
+// without options but NoOutput.
 func (t *Table[D]) Insert(k *Key, dest D, noOutput bool, tcpFlags uint8, now int64) (D, Result, error) {
-	return t.InsertControlled(k, dest, noOutput, TemplateRef[D]{}, tcpFlags, now)
+	c, err := t.InsertWith(k, dest, &InsertOpts[D]{NoOutput: noOutput}, tcpFlags, now)
+	return c.Dest, c.Result, err
 }
 
-// InsertControlled creates the connection entry of k bound to dest, as
-// ip_vs_conn_new does (in state NONE, counted inactive), links it to its
-// persistence template if tmpl refers to one, then applies the packet that
-// created it. noOutput marks a connection whose replies the director does
-// not see (DR and TUN), which then follows the INPUT-ONLY state table. If
-// a live entry for k exists already (another worker inserted it first),
-// that entry is advanced instead and its destination returned. At the
-// bound, the oldest half-open connection is evicted to make room; when
-// there is none, err is ErrFull and nothing changes.
+// InsertControlled is InsertWith with a persistence template.
 func (t *Table[D]) InsertControlled(k *Key, dest D, noOutput bool, tmpl TemplateRef[D], tcpFlags uint8, now int64) (D, Result, error) {
+	c, err := t.InsertWith(k, dest, &InsertOpts[D]{NoOutput: noOutput, Template: tmpl}, tcpFlags, now)
+	return c.Dest, c.Result, err
+}
+
+// InsertWith creates the connection entry of k bound to dest, as
+// ip_vs_conn_new does (in state NONE, counted inactive), links it to its
+// persistence template and indexes its reply key if the options say so,
+// then applies the packet that created it. If a live entry for k exists
+// already (another worker inserted it first), that entry is advanced
+// instead and returned. At the bound, the oldest half-open connection is
+// evicted to make room; when there is none, err is ErrFull and nothing
+// changes.
+func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint8, now int64) (c Conn[D], err error) {
 	if !t.reserve(true) {
-		var zero D
-		return zero, Result{}, ErrFull
+		return c, ErrFull
 	}
 	s := t.shardOf(k)
 	s.mu.Lock()
 	if e := s.m[*k]; e != nil {
 		if e.expires > now && e.flags&flagTemplate == 0 {
 			t.count.Add(-1) // give the reservation back
-			r := Result{Old: e.state}
+			c.Old = e.state
 			t.advance(e, Input, tcpFlags, now)
-			r.New = e.state
-			d := e.dest
+			c.New = e.state
+			c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
 			s.mu.Unlock()
-			return d, r, nil
+			return c, nil
 		}
 		t.remove(s, e)
 		t.expired.Add(1)
@@ -325,22 +440,41 @@ func (t *Table[D]) InsertControlled(k *Key, dest D, noOutput bool, tmpl Template
 	e.dest = dest
 	e.state = StateNone
 	e.flags = flagInactive
-	if noOutput {
+	e.aux = opts.Aux
+	if opts.NoOutput {
 		e.flags |= flagNoOutput
 	}
-	if tmpl.e != nil && tmpl.e.gen.Load() == tmpl.gen {
-		tmpl.e.nControl.Add(1)
-		e.ctl, e.ctlGen = tmpl.e, tmpl.gen
+	if tm := opts.Template; tm.e != nil && tm.e.gen.Load() == tm.gen {
+		tm.e.nControl.Add(1)
+		e.ctl, e.ctlGen = tm.e, tm.gen
+	}
+	var ref replyRef
+	if opts.Reply != nil {
+		e.flags |= flagReply
+		e.reply = *opts.Reply
+		ref = replyRef{key: *k, gen: e.gen.Load()}
 	}
 	e.expires = now + int64(newConnTimeout)
 	dest.ConnCounts().bound(false)
 	s.m[*k] = e
 	t.created.Add(1)
-	r := Result{Old: StateNone, Created: true}
+	c.Old = StateNone
+	c.Created = true
 	t.advance(e, Input, tcpFlags, now)
-	r.New = e.state
+	c.New = e.state
+	c.Dest, c.Key, c.Aux = dest, *k, e.aux
 	s.mu.Unlock()
-	return dest, r, nil
+	if opts.Reply != nil {
+		// Index the reply key after the entry exists, under its own
+		// shard's lock (never two shard locks at once). The packet that
+		// creates a connection is forwarded after this returns, so no
+		// reply can come before the index holds it.
+		rs := t.shardOf(opts.Reply)
+		rs.mu.Lock()
+		rs.rm[*opts.Reply] = ref
+		rs.mu.Unlock()
+	}
+	return c, nil
 }
 
 // reserve takes one place in the table, evicting the oldest half-open
@@ -498,6 +632,14 @@ func (t *Table[D]) remove(s *shard[D], e *entry[D]) {
 		e.dest.ConnCounts().unboundTemplate()
 	} else {
 		e.dest.ConnCounts().unboundConn(e.flags&flagInactive == 0)
+		if t.onRemove != nil {
+			t.onRemove(&e.key, &e.aux)
+		}
+	}
+	if e.flags&flagReply != 0 {
+		t.staleMu.Lock()
+		t.stale = append(t.stale, staleReply{reply: e.reply, ref: replyRef{key: e.key, gen: e.gen.Load()}})
+		t.staleMu.Unlock()
 	}
 	if e.ctl != nil {
 		if e.ctl.gen.Load() == e.ctlGen {
@@ -507,6 +649,7 @@ func (t *Table[D]) remove(s *shard[D], e *entry[D]) {
 	}
 	var zero D
 	e.dest = zero
+	e.aux = Aux{}
 	e.nControl.Store(0)
 	e.gen.Add(1)
 	e.next = s.free
@@ -550,6 +693,7 @@ func (t *Table[D]) Reap(now int64, n int) int {
 	}
 	t.reapPos = (start + n) % len(t.shards)
 	t.reapMu.Unlock()
+	t.dropStaleReplies()
 	removed := 0
 	for i := range n {
 		s := &t.shards[(start+i)%len(t.shards)]
@@ -571,6 +715,35 @@ func (t *Table[D]) Reap(now int64, n int) int {
 	return removed
 }
 
+// dropStaleReplies removes the reply-index entries of removed connections,
+// unless a new connection took the same reply key meanwhile.
+func (t *Table[D]) dropStaleReplies() {
+	t.staleMu.Lock()
+	stale := t.stale
+	t.stale = nil
+	t.staleMu.Unlock()
+	for _, st := range stale {
+		rs := t.shardOf(&st.reply)
+		rs.mu.Lock()
+		if rs.rm[st.reply] == st.ref {
+			delete(rs.rm, st.reply)
+		}
+		rs.mu.Unlock()
+	}
+}
+
+// ReplyIndexLen returns the number of reply-index entries (for tests).
+func (t *Table[D]) ReplyIndexLen() int {
+	n := 0
+	for i := range t.shards {
+		s := &t.shards[i]
+		s.mu.Lock()
+		n += len(s.rm)
+		s.mu.Unlock()
+	}
+	return n
+}
+
 // Entry is a copy of a connection entry, for listings and for moving
 // entries between tables (connection sync).
 type Entry[D Dest] struct {
@@ -586,6 +759,11 @@ type Entry[D Dest] struct {
 	// Template marks a persistence template (its key has client port 0
 	// and, for port-0 services, virtual port 0).
 	Template bool
+	// Reply is the key of the real server's replies (NAT, FULLNAT), if
+	// HasReply.
+	Reply    Key
+	HasReply bool
+	Aux      Aux
 }
 
 // Walk calls fn with a copy of every live entry, shard by shard, until fn
@@ -599,7 +777,8 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 		for k, e := range s.m {
 			if e.expires > now || (e.flags&flagTemplate != 0 && e.nControl.Load() > 0) {
 				buf = append(buf, Entry[D]{Key: k, Dest: e.dest, State: e.state, Expires: e.expires,
-					NoOutput: e.flags&flagNoOutput != 0, Template: e.flags&flagTemplate != 0})
+					NoOutput: e.flags&flagNoOutput != 0, Template: e.flags&flagTemplate != 0,
+					Reply: e.reply, HasReply: e.flags&flagReply != 0, Aux: e.aux})
 			}
 		}
 		s.mu.Unlock()
@@ -626,7 +805,6 @@ func (t *Table[D]) Import(in Entry[D]) error {
 		return ErrFull
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if e := s.m[in.Key]; e != nil {
 		t.remove(s, e)
 	}
@@ -635,10 +813,17 @@ func (t *Table[D]) Import(in Entry[D]) error {
 	e.dest = in.Dest
 	e.state = in.State
 	e.expires = in.Expires
+	e.aux = in.Aux
 	e.flags = 0
 	if in.NoOutput {
 		e.flags |= flagNoOutput
 	}
+	indexReply := in.HasReply && !in.Template
+	if indexReply {
+		e.flags |= flagReply
+		e.reply = in.Reply
+	}
+	ref := replyRef{key: in.Key, gen: e.gen.Load()}
 	if in.Template {
 		e.flags |= flagTemplate
 		in.Dest.ConnCounts().boundTemplate()
@@ -654,11 +839,19 @@ func (t *Table[D]) Import(in Entry[D]) error {
 	}
 	s.m[in.Key] = e
 	t.created.Add(1)
+	s.mu.Unlock()
+	if indexReply {
+		rs := t.shardOf(&in.Reply)
+		rs.mu.Lock()
+		rs.rm[in.Reply] = ref
+		rs.mu.Unlock()
+	}
 	return nil
 }
 
 // Clear removes every entry: connections first, then templates.
 func (t *Table[D]) Clear() {
+	defer t.dropStaleReplies()
 	for _, templates := range []bool{false, true} {
 		for i := range t.shards {
 			s := &t.shards[i]

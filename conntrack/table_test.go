@@ -546,3 +546,56 @@ func BenchmarkMemoryPerEntry(b *testing.B) {
 		runtime.KeepAlive(tab)
 	}
 }
+
+// TestReplyIndex: a NAT connection is found by its real server's replies,
+// which drive the OUTPUT state table; the index goes when the connection
+// does, but not when a new connection took the same keys.
+func TestReplyIndex(t *testing.T) {
+	var removed []Aux
+	tab := New[*dest](&Config{OnRemove: func(k *Key, aux *Aux) { removed = append(removed, *aux) }})
+	d := &dest{}
+	now := int64(time.Hour)
+	k := key(40000)
+	// Replies: 192.168.10.12:80 -> 192.168.150.10:40000.
+	rk := KeyV4(6, [4]byte{192, 168, 10, 12}, 80, [4]byte{192, 168, 150, 10}, 40000)
+	aux := Aux{PeerMAC: [6]byte{2, 0, 0, 0, 0, 0x0a}, PeerIfindex: 3}
+	c, err := tab.InsertWith(&k, d, &InsertOpts[*dest]{Reply: &rk, Aux: aux}, fSYN, now)
+	if err != nil || !c.Created || c.Aux != aux || c.New != StateSynRecv {
+		t.Fatalf("insert: %+v %v", c, err)
+	}
+	r, ok := tab.GetReply(&rk, fSYN|fACK, now)
+	if !ok || r.Dest != d || r.Key != k || r.Aux != aux || r.New != StateSynRecv {
+		t.Fatalf("reply SYN+ACK: %+v ok=%v", r, ok)
+	}
+	tab.Get(&k, Input, fACK, now) // ESTABLISHED
+	r, _ = tab.GetReply(&rk, fFIN|fACK, now)
+	if r.New != StateFinWait {
+		t.Fatalf("server FIN: %v, want FIN_WAIT (OUTPUT table)", r.New)
+	}
+	if _, ok := tab.GetReply(&k, fACK, now); ok {
+		t.Fatal("GetReply found the connection by its own key")
+	}
+	// Expiry removes the connection, calls OnRemove, and Reap drops the
+	// index entry.
+	later := now + int64(3*time.Minute)
+	tab.Reap(later, tab.Size())
+	tab.Reap(later, 1) // the sweep that follows drains the stale index
+	if _, ok := tab.GetReply(&rk, fACK, later); ok || tab.ReplyIndexLen() != 0 || len(removed) != 1 || removed[0] != aux {
+		t.Fatalf("after expiry: index %d, removed %v", tab.ReplyIndexLen(), removed)
+	}
+	// A connection removed and made again at once with the same keys
+	// keeps its index entry when the stale one is dropped.
+	tab.InsertWith(&k, d, &InsertOpts[*dest]{Reply: &rk}, fSYN, later)
+	tab.Remove(&k)
+	tab.InsertWith(&k, d, &InsertOpts[*dest]{Reply: &rk}, fSYN, later)
+	tab.Reap(later, 1)
+	if _, ok := tab.GetReply(&rk, fSYN|fACK, later); !ok {
+		t.Fatal("the new connection lost its reply index to the old one's cleanup")
+	}
+	// Walk and Import carry the reply key.
+	other := New[*dest](nil)
+	tab.Walk(later, func(e Entry[*dest]) bool { other.Import(e); return true })
+	if _, ok := other.GetReply(&rk, fACK, later); !ok {
+		t.Fatal("imported entry not found by its reply key")
+	}
+}
