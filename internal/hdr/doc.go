@@ -8,5 +8,29 @@
 // once, with the package's Parse functions or IsValid methods, and then use
 // the view freely. This follows gVisor's pkg/tcpip/header.
 //
-// Everything here is allocation-free and safe to call per packet.
+// # Doing in user space what the kernel does for tunnels
+//
+// In TUN (IPIP) mode gvs must hand the real server finished packets: a
+// virtio-net header cannot describe segmentation of an IPIP-encapsulated
+// super-packet, so what offload would have done is done here:
+//
+//   - CompletePartial finishes a checksum left to offload
+//     (VIRTIO_NET_HDR_F_NEEDS_CSUM), as skb_checksum_help does;
+//     UpdatePartial16 and UpdatePartial32 keep such a pending checksum
+//     right when NAT rewrites a pseudo-header field.
+//   - SegmentTCPv4 is software TSO (inet_gso_segment + tcp_gso_segment).
+//   - FragmentIPv4 is ip_fragment, for packets that exceed the tunnel MTU
+//     and may be fragmented.
+//   - BuildICMPv4Error answers those that may not (DF set) with
+//     "fragmentation needed", as icmp_send would, and ParseICMPv4Error
+//     reads the errors that come back, for relaying.
+//
+// SegmentTCPv4 and FragmentIPv4 write each output packet straight into a
+// buffer the caller hands out through a next(size) callback, so the data
+// path can point it at a TX ring slot after the headroom it keeps for the
+// outer headers, and no packet is copied twice. All of them validate their
+// input before writing anything, and return package-level sentinel errors.
+//
+// Everything here is allocation-free and safe to call per packet, with no
+// state of its own: concurrent calls on distinct buffers are safe.
 package hdr
