@@ -3,6 +3,7 @@ package sched
 import (
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -271,12 +272,35 @@ func TestNew(t *testing.T) {
 	}
 }
 
+// pickFixture is a service of n servers (10.0.x.y:80, weights 1..5) and
+// 256 connection keys from distinct clients to four virtual addresses.
+func pickFixture(s Scheduler, n int) (*list, []conntrack.Key) {
+	l := &list{}
+	for i := range n {
+		l.add(s, itoa(i), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 80), int32(1+i%5))
+	}
+	keys := make([]conntrack.Key, 256)
+	for i := range keys {
+		keys[i] = conntrack.KeyV4(6, [4]byte{192, 168, byte(i >> 4), byte(i)}, uint16(30000+i), [4]byte{192, 168, 150, byte(i % 4)}, 80)
+	}
+	return l, keys
+}
+
+// TestPickAllocs: Pick allocates nothing in steady state (for lblc and
+// lblcr, once each virtual address has its entry).
 func TestPickAllocs(t *testing.T) {
 	for _, name := range Names() {
 		s := mustNew(t, name)
-		l := build(s, []string{"a", "b", "c"}, []int32{3, 2, 1})
-		if n := testing.AllocsPerRun(1000, func() { s.Pick(l.ds, nil) }); n != 0 {
+		l, keys := pickFixture(s, 3)
+		for i := range keys {
+			s.Pick(l.ds, &keys[i])
+		}
+		i := 0
+		if n := testing.AllocsPerRun(1000, func() { s.Pick(l.ds, &keys[i&255]); i++ }); n != 0 {
 			t.Errorf("%s: %v allocs per Pick", name, n)
+		}
+		if n := testing.AllocsPerRun(100, func() { s.Pick(l.ds, nil) }); n != 0 {
+			t.Errorf("%s: %v allocs per Pick with a nil key", name, n)
 		}
 	}
 }
@@ -286,15 +310,32 @@ func BenchmarkPick(b *testing.B) {
 		for _, n := range []int{10, 1000} {
 			b.Run(name+"/"+itoa(n), func(b *testing.B) {
 				s, _ := New(name, nil)
-				names := make([]string, n)
-				weights := make([]int32, n)
-				for i := range n {
-					names[i], weights[i] = itoa(i), int32(1+i%5)
+				l, keys := pickFixture(s, n)
+				for i := range keys {
+					s.Pick(l.ds, &keys[i])
 				}
-				l := build(s, names, weights)
+				b.ReportAllocs()
+				i := 0
+				for b.Loop() {
+					s.Pick(l.ds, &keys[i&255])
+					i++
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkChanged is the cost of one destination change (a weight
+// update) for the schedulers that rebuild a table.
+func BenchmarkChanged(b *testing.B) {
+	for _, name := range []string{"dh", "sh", "mh"} {
+		for _, n := range []int{10, 1000} {
+			b.Run(name+"/"+itoa(n), func(b *testing.B) {
+				s, _ := New(name, nil)
+				l, _ := pickFixture(s, n)
 				b.ReportAllocs()
 				for b.Loop() {
-					s.Pick(l.ds, nil)
+					s.Changed(l.ds, Change{Kind: Updated, Index: 0})
 				}
 			})
 		}

@@ -12,10 +12,16 @@ type wlc struct{}
 
 func (wlc) Name() string { return "wlc" }
 
-// overhead is ip_vs_dest_conn_overhead: activeconns*256 + inactconns.
-func overhead(d *Dest) int64 {
-	return int64(d.Active())<<8 + int64(d.Inactive())
+// connOverhead is ip_vs_dest_conn_overhead: (activeconns << 8) +
+// inactconns, in the kernel's 32-bit int (which wraps, as the kernel is
+// built with -fno-strict-overflow, only past 8 million active connections).
+func connOverhead(d *Dest) int32 {
+	return d.Active()<<8 + d.Inactive()
 }
+
+// overhead is connOverhead widened as the kernel's (__s64) casts widen it
+// for the cross-multiplications.
+func overhead(d *Dest) int64 { return int64(connOverhead(d)) }
 
 func (wlc) Pick(ds []*Dest, _ *conntrack.Key) int {
 	least := -1

@@ -22,6 +22,8 @@ var (
 	ErrInvalid       = errors.New("invalid argument")                // EINVAL
 	ErrRange         = errors.New("lower threshold above upper one") // ERANGE
 	ErrNotSupported  = errors.New("not supported by gvs yet")        // EOPNOTSUPP
+	ErrLocalExists   = errors.New("local address already exists")    // EEXIST on -P
+	ErrNoLocal       = errors.New("no such local address")           // ENOENT on -Q
 )
 
 // OpError is the error of one operation of a list given to Apply.
@@ -38,23 +40,26 @@ func (e *OpError) Unwrap() error { return e.Err }
 type OpKind uint8
 
 const (
-	AddService  OpKind = iota + 1 // ipvsadm -A
-	EditService                   // ipvsadm -E
-	DelService                    // ipvsadm -D
-	Clear                         // ipvsadm -C
-	AddReal                       // ipvsadm -a
-	EditReal                      // ipvsadm -e
-	DelReal                       // ipvsadm -d
-	Zero                          // ipvsadm -Z (Service zero-valued and All set: every service)
+	AddService   OpKind = iota + 1 // ipvsadm -A
+	EditService                    // ipvsadm -E
+	DelService                     // ipvsadm -D
+	Clear                          // ipvsadm -C
+	AddReal                        // ipvsadm -a
+	EditReal                       // ipvsadm -e
+	DelReal                        // ipvsadm -d
+	Zero                           // ipvsadm -Z (Service zero-valued and All set: every service)
+	AddLocalAddr                   // gvsadm -P: a FULLNAT local address of the service
+	DelLocalAddr                   // gvsadm -Q
 )
 
 // Op is one change to the table.
 type Op struct {
 	Kind     OpKind
 	Service  Key
-	All      bool     // Zero: every service
-	Settings Settings // AddService, EditService
-	Real     RealSpec // AddReal, EditReal, DelReal
+	All      bool       // Zero: every service
+	Settings Settings   // AddService, EditService
+	Real     RealSpec   // AddReal, EditReal, DelReal
+	Addr     netip.Addr // AddLocalAddr, DelLocalAddr
 }
 
 // RealSpec describes a real server in an operation.
@@ -89,6 +94,21 @@ type Plan struct {
 	// their flows may still run). Reals of NewReals removed again by a
 	// later operation of the same list are among them.
 	Removed []*Real
+	// NewLocalAddrs are the FULLNAT local addresses the operations add
+	// (the prepare callback checks them: the kernel must not hold them).
+	NewLocalAddrs []netip.Addr
+	// NewLocalAddrOps holds the index of the operation adding each.
+	NewLocalAddrOps []int
+	// Relinks are the real servers whose forwarding method changes; the
+	// prepare callback gives each its new Link.
+	Relinks []Relink
+	// NATSources are the NAT real servers (address, port, protocol)
+	// after the operations, and LocalAddrs the FULLNAT local addresses.
+	NATSources []Key
+	LocalAddrs []netip.Addr
+	// Unlinked are the links that changed real servers no longer use
+	// (after Apply), for the caller to release.
+	Unlinked []*Link
 }
 
 // Table is the virtual-service table. It is safe for concurrent use.
@@ -110,11 +130,20 @@ func New() *Table {
 func (t *Table) Load() *Snapshot { return t.snap.Load() }
 
 func (t *Table) publish() {
-	snap := &Snapshot{services: make(map[Key]*Service, len(t.services))}
+	snap := &Snapshot{services: make(map[Key]*Service, len(t.services)),
+		natSources: map[Key]bool{}, localAddrs: map[[4]byte]bool{}}
 	for k, s := range t.services {
 		snap.services[k] = s
 		if k.Port == 0 {
 			snap.portZero = true
+		}
+		for _, r := range s.Reals() {
+			if r.Forward() == Masq {
+				snap.natSources[Key{Addr: r.Addr.As4(), Port: r.Port, Protocol: k.Protocol}] = true
+			}
+		}
+		for _, a := range s.LocalAddrs() {
+			snap.localAddrs[a.As4()] = true
 		}
 	}
 	t.snap.Store(snap)
@@ -132,7 +161,8 @@ func (t *Table) Services() []*Service {
 }
 
 // model is what the checking pass of Apply tracks: which services exist,
-// and which real servers each has.
+// and which real servers and local addresses each has (local addresses
+// under the port 0 key of their address).
 type model map[Key]map[netip.AddrPort]bool
 
 // Apply applies ops in order, all or nothing. It checks every operation
@@ -166,9 +196,22 @@ func (t *Table) check(ops []Op) (*Plan, error) {
 		for _, r := range s.reals {
 			reals[r.AddrPort()] = true
 		}
+		for _, a := range s.LocalAddrs() {
+			reals[laddrKey(a)] = true
+		}
 		m[k] = reals
 	}
 	plan := &Plan{}
+	// live are the real servers as the operations leave them, live or new,
+	// by service and address; pendingFwd their methods after earlier edits
+	// of the same list.
+	live := map[liveKey]*Real{}
+	for k, s := range t.services {
+		for _, r := range s.reals {
+			live[liveKey{k, r.AddrPort()}] = r
+		}
+	}
+	pendingFwd := map[*Real]Forward{}
 	for i := range ops {
 		op := &ops[i]
 		fail := func(err error, format string, args ...any) error {
@@ -216,14 +259,27 @@ func (t *Table) check(ops []Op) (*Plan, error) {
 					return nil, fail(ErrRealExists, "real server %v of %v", k, op.Service)
 				}
 				reals[k] = true
-				plan.NewReals = append(plan.NewReals, &Real{Addr: op.Real.Addr, Port: op.Real.Port, Forward: op.Real.Forward})
+				r := NewReal(op.Real.Addr, op.Real.Port, op.Real.Forward, nil)
+				plan.NewReals = append(plan.NewReals, r)
 				plan.NewRealOps = append(plan.NewRealOps, i)
+				live[liveKey{op.Service, k}] = r
 			case EditReal, DelReal:
 				if !reals[k] {
 					return nil, fail(ErrNoReal, "real server %v of %v", k, op.Service)
 				}
 				if op.Kind == DelReal {
 					delete(reals, k)
+					delete(live, liveKey{op.Service, k})
+					break
+				}
+				// ipvsadm -e replaces the forwarding method too: a
+				// server that changes method needs a new link, which the
+				// prepare callback finds (new connections take the new
+				// method, established ones keep theirs).
+				r := live[liveKey{op.Service, k}]
+				if !op.Real.KeepForward && op.Real.Forward != fwdOf(r, pendingFwd) {
+					pendingFwd[r] = op.Real.Forward
+					plan.Relinks = append(plan.Relinks, Relink{Real: r, Forward: op.Real.Forward, Op: i})
 				}
 			}
 		case Zero:
@@ -232,12 +288,88 @@ func (t *Table) check(ops []Op) (*Plan, error) {
 					return nil, fail(ErrNoService, "service %v", op.Service)
 				}
 			}
+		case AddLocalAddr, DelLocalAddr:
+			items, ok := m[op.Service]
+			if !ok {
+				return nil, fail(ErrNoService, "service %v", op.Service)
+			}
+			a := op.Addr.Unmap()
+			if !a.Is4() || a.IsUnspecified() || a.IsMulticast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}) {
+				return nil, fail(ErrInvalid, "local address %v is not an IPv4 unicast address", op.Addr)
+			}
+			op.Addr = a
+			k := laddrKey(a)
+			if op.Kind == AddLocalAddr {
+				if items[k] {
+					return nil, fail(ErrLocalExists, "local address %v of %v", a, op.Service)
+				}
+				items[k] = true
+				plan.NewLocalAddrs = append(plan.NewLocalAddrs, a)
+				plan.NewLocalAddrOps = append(plan.NewLocalAddrOps, i)
+			} else {
+				if !items[k] {
+					return nil, fail(ErrNoLocal, "local address %v of %v", a, op.Service)
+				}
+				delete(items, k)
+			}
 		default:
 			return nil, fail(ErrInvalid, "operation %d", op.Kind)
 		}
 	}
 	plan.Services = order
+	// What the kernel filter and ARP must know about the table the
+	// operations leave: NAT servers (their replies are gvs's) and local
+	// addresses.
+	for lk, r := range live {
+		if _, ok := m[lk.svc]; ok && fwdOf(r, pendingFwd) == Masq {
+			plan.NATSources = append(plan.NATSources, Key{Addr: r.Addr.As4(), Port: r.Port, Protocol: lk.svc.Protocol})
+		}
+	}
+	seen := map[netip.Addr]bool{}
+	for k, items := range m {
+		_ = k
+		for ap := range items {
+			if ap.Port() == 0 && ap.Addr().Is4In6() {
+				if a := ap.Addr().Unmap(); !seen[a] {
+					seen[a] = true
+					plan.LocalAddrs = append(plan.LocalAddrs, a)
+				}
+			}
+		}
+	}
 	return plan, nil
+}
+
+// liveKey names a real server of a service.
+type liveKey struct {
+	svc  Key
+	addr netip.AddrPort
+}
+
+// fwdOf is a real server's forwarding method after the edits of the list
+// checked so far.
+func fwdOf(r *Real, pending map[*Real]Forward) Forward {
+	if f, ok := pending[r]; ok {
+		return f
+	}
+	return r.Forward()
+}
+
+// Relink is a real server whose forwarding method an operation changes.
+type Relink struct {
+	Real    *Real
+	Forward Forward
+	Op      int
+	// Link is the new link, set by the prepare callback.
+	Link *Link
+}
+
+// laddrKey is how the check's model holds a local address: a real server
+// key with port 0 would collide with a real server on port 0, so the
+// local address's port is 0 and its address is marked by the zone-free
+// IPv4-mapped form.
+func laddrKey(a netip.Addr) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom16(a.As16()), 0)
 }
 
 func removeKey(ks []Key, k Key) []Key {
@@ -314,9 +446,7 @@ func checkReal(svc Key, kind OpKind, r *RealSpec) error {
 	}
 	if !r.KeepForward {
 		switch r.Forward {
-		case Route:
-		case Tunnel, Masq, FullNAT:
-			return fmt.Errorf("forwarding method %v is %w (only direct routing, -g)", r.Forward, ErrNotSupported)
+		case Route, Tunnel, Masq, FullNAT:
 		default:
 			return fmt.Errorf("forwarding method %d: %w", r.Forward, ErrInvalid)
 		}
@@ -328,8 +458,8 @@ func checkReal(svc Key, kind OpKind, r *RealSpec) error {
 		// ip_vs_add_dest/ip_vs_edit_dest refuse l_threshold > u_threshold.
 		return fmt.Errorf("lower threshold %d above upper threshold %d: %w", r.LThreshold, r.UThreshold, ErrRange)
 	}
-	if r.Forward == Route && r.Port != svc.Port {
-		return fmt.Errorf("direct routing keeps the service port: real server port %d differs from %d: %w", r.Port, svc.Port, ErrInvalid)
+	if (r.Forward == Route || r.Forward == Tunnel) && r.Port != svc.Port {
+		return fmt.Errorf("%v keeps the service port: real server port %d differs from %d: %w", r.Forward, r.Port, svc.Port, ErrInvalid)
 	}
 	return nil
 }
@@ -338,8 +468,8 @@ func checkReal(svc Key, kind OpKind, r *RealSpec) error {
 // check accepted the same operations against the same table.
 func (t *Table) commit(ops []Op, plan *Plan) {
 	next := 0 // next of plan.NewReals to link
-	for i := range ops {
-		op := &ops[i]
+	for ix := range ops {
+		op := &ops[ix]
 		switch op.Kind {
 		case AddService:
 			s := &Service{Key: op.Service, settings: op.Settings}
@@ -371,6 +501,8 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			r := plan.NewReals[next]
 			next++
 			r.service = s
+			// mh hashes each server's address and port.
+			r.SetAddr(netip.AddrPortFrom(r.Addr, r.Port))
 			r.SetWeight(op.Real.Weight)
 			r.SetThresholds(op.Real.UThreshold, op.Real.LThreshold)
 			s.mu.Lock()
@@ -383,6 +515,17 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			s.mu.Lock()
 			i := s.index(op.Real.key())
 			r := s.reals[i]
+			if !op.Real.KeepForward && op.Real.Forward != r.Forward() {
+				for _, rl := range plan.Relinks {
+					if rl.Op == ix {
+						if old := r.Link(); old != nil {
+							plan.Unlinked = append(plan.Unlinked, old)
+						}
+						r.SetLink(rl.Link)
+						r.fwd.Store(uint32(rl.Forward))
+					}
+				}
+			}
 			if !op.Real.KeepWeight {
 				r.SetWeight(op.Real.Weight)
 			}
@@ -402,6 +545,22 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			s.mu.Unlock()
 			r.removed.Store(true)
 			plan.Removed = append(plan.Removed, r)
+		case AddLocalAddr:
+			s := t.services[op.Service]
+			s.mu.Lock()
+			s.setLocalAddrs(append(s.LocalAddrs(), op.Addr))
+			s.mu.Unlock()
+		case DelLocalAddr:
+			s := t.services[op.Service]
+			s.mu.Lock()
+			var keep []netip.Addr
+			for _, a := range s.LocalAddrs() {
+				if a != op.Addr {
+					keep = append(keep, a)
+				}
+			}
+			s.setLocalAddrs(keep)
+			s.mu.Unlock()
 		case Zero:
 			for k, s := range t.services {
 				if op.All || k == op.Service {
