@@ -49,6 +49,10 @@ type Aux struct {
 	// towards the real server.
 	LocalAddr [4]byte
 	LocalPort uint16
+	// Forward is the forwarding method the connection was made with
+	// (the data path's own numbering): a server's method may change, its
+	// established connections keep theirs, as IPVS's do.
+	Forward uint8
 }
 
 // Conn is what a lookup or insert returns about a connection.
@@ -279,6 +283,43 @@ func (t *Table[D]) Get(k *Key, dir Direction, tcpFlags uint8, now int64) (c Conn
 	c.New = e.state
 	c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
 	s.mu.Unlock()
+	return c, true
+}
+
+// Peek finds the live connection entry of k without changing its state or
+// timer (for an ICMP error about the connection, which IPVS relays
+// without a state transition).
+func (t *Table[D]) Peek(k *Key, now int64) (c Conn[D], ok bool) {
+	s := t.shardOf(k)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[*k]
+	if e == nil || e.flags&flagTemplate != 0 || e.expires <= now {
+		return c, false
+	}
+	c.Old, c.New = e.state, e.state
+	c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
+	return c, true
+}
+
+// PeekReply is Peek by a reply key (see GetReply).
+func (t *Table[D]) PeekReply(rk *Key, now int64) (c Conn[D], ok bool) {
+	rs := t.shardOf(rk)
+	rs.mu.Lock()
+	ref, found := rs.rm[*rk]
+	rs.mu.Unlock()
+	if !found {
+		return c, false
+	}
+	s := t.shardOf(&ref.key)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.m[ref.key]
+	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen || e.expires <= now {
+		return c, false
+	}
+	c.Old, c.New = e.state, e.state
+	c.Dest, c.Key, c.Aux = e.dest, e.key, e.aux
 	return c, true
 }
 

@@ -108,6 +108,7 @@
 //	                    protocol, addr, port) and for add-service and
 //	                    edit-service its settings
 //	dest      object    a Dest: the real server of add-dest, edit-dest, del-dest
+//	laddr     string    the FULLNAT local address of add-laddr, del-laddr
 //	timeouts  object    a Timeouts: the values of set-timeouts
 //	commands  array     the requests of a batch (same fields; "version" optional)
 //
@@ -129,6 +130,14 @@
 //	conns          -L -c         -                               conns
 //	timeouts       -L --timeout  -                               timeouts
 //	info           (-L header)   -                               info
+//	add-laddr      -P (gvs)      service (key), laddr            nothing
+//	del-laddr      -Q (gvs)      service (key), laddr            nothing
+//
+// add-laddr gives a service a FULLNAT local address: the source address of
+// its FULLNAT connections towards the real servers (ports taken from a
+// pool per address). gvs owns it (answers ARP for it); it must not be an
+// address of the director's kernel (EREFUSED). list shows them
+// (local_addrs), as DPVS's ipvsadm -G does.
 //
 // add-service and edit-service set every setting: edit-service replaces
 // the whole service as the kernel's edit does (an empty scheduler means
@@ -203,6 +212,7 @@
 //	dests        array     in replies, the real servers (Dest)
 //	stats        object    in replies, the counters (Stats)
 //	rates        object    in replies, the rates (Stats, per second)
+//	local_addrs  array     in replies, the FULLNAT local addresses (add-laddr)
 //
 // Dest (the key within its service is addr and port):
 //

@@ -31,6 +31,8 @@ const (
 	OpConns       Op = "conns"        // ipvsadm -L -c: Conns
 	OpTimeouts    Op = "timeouts"     // ipvsadm -L --timeout: Timeouts
 	OpInfo        Op = "info"         // version and connection table size
+	OpAddLaddr    Op = "add-laddr"    // gvsadm -P: a FULLNAT local address (Service, Laddr)
+	OpDelLaddr    Op = "del-laddr"    // gvsadm -Q
 )
 
 // batchOps are the ops an OpBatch may carry: those that change the
@@ -38,6 +40,7 @@ const (
 var batchOps = map[Op]bool{
 	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
 	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
+	OpAddLaddr: true, OpDelLaddr: true,
 }
 
 // knownOps are all the ops of this version.
@@ -45,6 +48,7 @@ var knownOps = map[Op]bool{
 	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
 	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
 	OpBatch: true, OpList: true, OpConns: true, OpTimeouts: true, OpInfo: true,
+	OpAddLaddr: true, OpDelLaddr: true,
 }
 
 // validate checks what the protocol itself requires of a request: a known
@@ -88,6 +92,8 @@ type Request struct {
 	Service *Service `json:"service,omitempty"`
 	// Dest is the real server of a destination command.
 	Dest *Dest `json:"dest,omitempty"`
+	// Laddr is the FULLNAT local address of OpAddLaddr and OpDelLaddr.
+	Laddr netip.Addr `json:"laddr,omitempty"`
 	// Timeouts is the argument of OpSetTimeouts (0 keeps a value).
 	Timeouts *Timeouts `json:"timeouts,omitempty"`
 	// Commands are the requests of an OpBatch, in order. Only
@@ -173,6 +179,8 @@ type Service struct {
 	Dests []Dest `json:"dests,omitempty"`
 	Stats Stats  `json:"stats"`
 	Rates Stats  `json:"rates"`
+	// LocalAddrs are the service's FULLNAT local addresses (listings).
+	LocalAddrs []netip.Addr `json:"local_addrs,omitempty"`
 }
 
 // Dest is a real server of a service.

@@ -67,6 +67,8 @@ const (
 	fnGetServices
 	fnGetDests
 	fnGetService
+	fnAddLaddr // DPVS's dpvs_add_laddr
+	fnDelLaddr // DPVS's dpvs_del_laddr
 )
 
 // strerrorRow is one row of libipvs's ipvs_strerror table
@@ -93,6 +95,11 @@ var strerrorTable = []strerrorRow{
 	{fnGetServices, "ESRCH", "No such service"},
 	{fnGetDests, "ESRCH", "No such service"},
 	{fnGetService, "ESRCH", "No such service"},
+	// DPVS's ipvsadm, for the local-address commands gvsadm borrows.
+	{fnAddLaddr, "ESRCH", "Service not defined"},
+	{fnAddLaddr, "EEXIST", "Local address already exists"},
+	{fnDelLaddr, "ESRCH", "Service not defined"},
+	{fnDelLaddr, "ENOENT", "No such local address"},
 	// EPERM: "Permission denied (you must be root)"; see daemonOwnCodes.
 	{fnGeneric, "EPERM", "Permission denied (you must be root)"},
 	{fnGeneric, "EINVAL", "Invalid operation.  Possibly wrong module version, address not unicast, ..."},
@@ -167,6 +174,10 @@ func opFunc(op control.Op) libFunc {
 		return fnUpdateDest
 	case control.OpDelDest:
 		return fnDelDest
+	case control.OpAddLaddr:
+		return fnAddLaddr
+	case control.OpDelLaddr:
+		return fnDelLaddr
 	}
 	return fnGeneric
 }

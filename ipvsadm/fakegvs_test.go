@@ -189,6 +189,27 @@ func (g *fakeGVS) apply(r *control.Request) *control.Error {
 			}
 			s.Dests = slices.Delete(s.Dests, j, j+1)
 		}
+	case control.OpAddLaddr, control.OpDelLaddr:
+		if r.Service == nil || !r.Laddr.IsValid() {
+			return errCode(control.CodeInvalid)
+		}
+		i := g.find(r.Service)
+		if i < 0 {
+			return errCode(control.CodeNoService)
+		}
+		s := &g.services[i]
+		j := slices.Index(s.LocalAddrs, r.Laddr)
+		if r.Op == control.OpAddLaddr {
+			if j >= 0 {
+				return errCode(control.CodeExists)
+			}
+			s.LocalAddrs = append(s.LocalAddrs, r.Laddr)
+		} else {
+			if j < 0 {
+				return errCode(control.CodeNoDest)
+			}
+			s.LocalAddrs = slices.Delete(s.LocalAddrs, j, j+1)
+		}
 	case control.OpSetTimeouts:
 		if r.Timeouts == nil {
 			return errCode(control.CodeInvalid)

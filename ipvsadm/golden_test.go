@@ -66,6 +66,7 @@ func labTable() []control.Service {
 		{
 			Protocol: control.TCP, Addr: addr("10.0.0.1"), Port: 443, Scheduler: "wlc",
 			Persistent: true, Timeout: 600, Netmask: 24,
+			LocalAddrs: []netip.Addr{addr("192.168.150.201"), addr("192.168.150.200")},
 			Dests: []control.Dest{
 				{Addr: addr("192.168.150.22"), Port: 8443, Forward: control.FwdFullNat, Weight: 0,
 					UThreshold: 100, LThreshold: 10, ActiveConns: 7, InactiveConns: 2, PersistConns: 4},
@@ -138,6 +139,8 @@ func TestGolden(t *testing.T) {
 		{"list_stats", []string{"-Ln", "--stats"}, false},
 		{"list_stats_names", []string{"-L", "--stats"}, false},
 		{"list_stats_exact", []string{"-Ln", "--stats", "--exact"}, false},
+		{"laddrs", []string{"-G", "-n"}, false},
+		{"laddrs_service", []string{"-G", "-t", "10.0.0.1:443", "-n"}, false},
 		{"list_rate", []string{"-Ln", "--rate"}, false},
 		{"list_rate_exact", []string{"-LnX", "--rate"}, false},
 		{"list_thresholds", []string{"-Ln", "--thresholds"}, false},

@@ -315,6 +315,17 @@ func printServiceEntry(w *writer, se *control.Service, f Format, names Names) {
 		dests = slices.Clone(dests)
 		sortDests(dests)
 	}
+	if f&FmtRule != 0 {
+		// gvs's FULLNAT local addresses, saved as DPVS's ipvsadm adds
+		// them (its own -S does not save them): after the servers.
+		defer func() {
+			las := slices.Clone(se.LocalAddrs)
+			slices.SortFunc(las, func(a, b netip.Addr) int { return a.Compare(b) })
+			for _, a := range las {
+				w.printf("-P %s -z %s\n", svcName, a)
+			}
+		}()
+	}
 	for i := range dests {
 		e := &dests[i]
 		dname := addrportToAnyname(e.Addr, e.Port, se.Protocol, f, names)
@@ -370,6 +381,38 @@ func printServiceEntry(w *writer, se *control.Service, f Format, names Names) {
 				padRight(fwdName(e.Forward), 7), e.Weight, e.ActiveConns, e.InactiveConns)
 		}
 	}
+}
+
+// WriteLaddrs writes gvsadm -G: each service with FULLNAT local addresses,
+// and its addresses, in the layout of DPVS's ipvsadm -G:
+//
+//	VIP:VPORT            TOTAL    SNAT_IP
+//	TCP  192.168.150.100:80 2
+//	                              192.168.150.200
+//	                              192.168.150.201
+func WriteLaddrs(out io.Writer, services []control.Service, f Format, names Names) error {
+	w := &writer{w: out}
+	services = slices.Clone(services)
+	sortServices(services)
+	w.printf("%-20s %-8s %s\n", "VIP:VPORT", "TOTAL", "SNAT_IP")
+	for i := range services {
+		se := &services[i]
+		if len(se.LocalAddrs) == 0 {
+			continue
+		}
+		proto := "TCP"
+		if se.Protocol == control.UDP {
+			proto = "UDP"
+		}
+		vname := addrportToAnyname(se.Addr, se.Port, se.Protocol, f, names)
+		w.printf("%s  %-15s %d\n", proto, vname, len(se.LocalAddrs))
+		las := slices.Clone(se.LocalAddrs)
+		slices.SortFunc(las, func(a, b netip.Addr) int { return a.Compare(b) })
+		for _, a := range las {
+			w.printf("%-30s%s\n", "", a)
+		}
+	}
+	return w.err
 }
 
 // WriteList writes ipvsadm's list_all: with FmtRule the -S rules,

@@ -62,6 +62,8 @@ func (r *runner) run(args []string) int {
 		return r.listAll(c.Format | FmtRule)
 	case KindRestore:
 		return r.restore()
+	case KindGetLaddr:
+		return r.getLaddr(c)
 	}
 	req, err := c.Request()
 	if err != nil {
@@ -127,6 +129,26 @@ func (r *runner) do(req *control.Request) (*control.Reply, int) {
 func (r *runner) listErr(fn libFunc, e *control.Error) int {
 	r.errorf("%s\n", ipvsStrerror(fn, e))
 	return ExitList
+}
+
+// getLaddr runs -G: the FULLNAT local addresses of every service that
+// has some, or of the one named.
+func (r *runner) getLaddr(c *Command) int {
+	req := &control.Request{Version: control.Version, Op: control.OpList}
+	if c.HasService() {
+		req.Service = &control.Service{Protocol: c.Service.Protocol, Addr: c.Service.Addr, Port: c.Service.Port}
+	}
+	rep, code := r.do(req)
+	if code != ExitOK {
+		return code
+	}
+	if rep.Error != nil {
+		return r.listErr(fnGetService, rep.Error)
+	}
+	if err := WriteLaddrs(r.stdout, rep.Services, c.Format, r.names); err != nil {
+		return ExitFail
+	}
+	return ExitOK
 }
 
 // list runs -L with its options.

@@ -315,3 +315,29 @@ func TestParseRestore(t *testing.T) {
 		}
 	}
 }
+
+// TestLaddrCommands: -P, -Q and -G against the fake daemon, with DPVS's
+// error texts.
+func TestLaddrCommands(t *testing.T) {
+	g := newFakeGVS()
+	for _, tc := range []struct {
+		args   string
+		stdout string
+		stderr string
+		code   int
+	}{
+		{"-A -t 192.168.150.100:80 -s rr", "", "", 0},
+		{"-P -t 192.168.150.100:80 -z 192.168.150.200", "", "", 0},
+		{"-P -t 192.168.150.100:80 -z 192.168.150.200", "", "Local address already exists\n", 255},
+		{"-P -t 192.168.150.100:81 -z 192.168.150.200", "", "Service not defined\n", 255},
+		{"-Q -t 192.168.150.100:80 -z 192.168.150.9", "", "No such local address\n", 255},
+		{"-G -n", "VIP:VPORT            TOTAL    SNAT_IP\nTCP  192.168.150.100:80 1\n                              192.168.150.200\n", "", 0},
+		{"-Q -t 192.168.150.100:80 -z 192.168.150.200", "", "", 0},
+		{"-G -n", "VIP:VPORT            TOTAL    SNAT_IP\n", "", 0},
+	} {
+		out, errs, code := runWith(t, g, "", strings.Fields(tc.args)...)
+		if out != tc.stdout || errs != tc.stderr || code != tc.code {
+			t.Errorf("gvsadm %s: stdout %q stderr %q exit %d; want %q %q %d", tc.args, out, errs, code, tc.stdout, tc.stderr, tc.code)
+		}
+	}
+}

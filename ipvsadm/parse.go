@@ -33,6 +33,10 @@ const (
 	KindZero             // -Z, --zero
 	KindHelp             // -h, --help
 	KindVersion          // -v, --version
+	// gvs's FULLNAT local addresses, with DPVS's ipvsadm commands:
+	KindAddLaddr // -P, --add-laddr -t|-u service -z address
+	KindDelLaddr // -Q, --del-laddr -t|-u service -z address
+	KindGetLaddr // -G, --get-laddr [-t|-u service]
 )
 
 // cmdnames is ipvsadm's cmdnames[], indexed by Kind-1.
@@ -50,6 +54,12 @@ func (k Kind) String() string {
 		return "help"
 	case k == KindVersion:
 		return "version"
+	case k == KindAddLaddr:
+		return "add-laddr"
+	case k == KindDelLaddr:
+		return "del-laddr"
+	case k == KindGetLaddr:
+		return "get-laddr"
 	}
 	return "none"
 }
@@ -112,9 +122,16 @@ var optnames = [numberOfOpt]string{
 // with the list command only (checked by processOptions).
 const OptJSON Options = 1 << numberOfOpt
 
+// OptLaddr is -z, the FULLNAT local address of -P and -Q (gvs, after
+// DPVS's ipvsadm), outside ipvsadm's matrix too.
+const OptLaddr Options = 1 << (numberOfOpt + 1)
+
 func optName(o Options) string {
-	if o == OptJSON {
+	switch o {
+	case OptJSON:
 		return "json"
+	case OptLaddr:
+		return "laddr"
 	}
 	return optnames[bits.TrailingZeros64(uint64(o))]
 }
@@ -190,8 +207,9 @@ var tunopts = [4]Options{OptTunPort, OptTunNoCsum, OptTunCsum, OptTunRemCsum}
 const (
 	// maxTimeout is MAX_TIMEOUT, 31 days: the bound of -p and --set.
 	maxTimeout = 86400 * 31
-	// defaultPersistentTimeout is IPVS_SVC_PERSISTENT_TIMEOUT, 5 minutes.
-	defaultPersistentTimeout = 300
+	// defaultPersistentTimeout is libipvs's IPVS_SVC_PERSISTENT_TIMEOUT,
+	// 6*60 seconds (ipvsadm's man page says 300; its code uses 360).
+	defaultPersistentTimeout = 360
 	// defaultScheduler is DEF_SCHED.
 	defaultScheduler = "wlc"
 	// schedNameMax is IP_VS_SCHEDNAME_MAXLEN - 1: ipvsadm copies at most
@@ -299,6 +317,10 @@ var optionsTable = []poptOption{
 	{"tun-remcsum", 0, argNone, tagTunRemCsum},
 	{"fullnat", 0, argNone, tagFullNat},
 	{"json", 0, argNone, tagJSON},
+	{"add-laddr", 'P', argNone, 'P'},
+	{"del-laddr", 'Q', argNone, 'Q'},
+	{"get-laddr", 'G', argNone, 'G'},
+	{"laddr", 'z', argString, 'z'},
 }
 
 // Command is one parsed ipvsadm command line.
@@ -322,6 +344,8 @@ type Command struct {
 
 	// TunnelType is --tun-type (ipip, the only type gvs has, by default).
 	TunnelType string
+	// Laddr is the FULLNAT local address of -P and -Q (-z).
+	Laddr netip.Addr
 
 	schedFlags uint32 // IP_VS_SVC_F_SCHED* bits of -b
 	netmask    uint32 // -M in host order; 0xffffffff by default
@@ -451,6 +475,12 @@ func (p *parser) parseOptions(argv []string) error {
 	case 'v':
 		c.Kind = KindVersion
 		return nil
+	case 'P':
+		c.Kind = KindAddLaddr
+	case 'Q':
+		c.Kind = KindDelLaddr
+	case 'G':
+		c.Kind = KindGetLaddr
 	default:
 		return p.tryhelp()
 	}
@@ -615,6 +645,18 @@ func (p *parser) parseOptions(argv []string) error {
 		case tagJSON:
 			err = p.setOption(OptJSON)
 			c.Format |= FmtJSON
+		case 'z':
+			if err = p.setOption(OptLaddr); err == nil {
+				a, perr := netip.ParseAddr(arg)
+				switch {
+				case perr != nil || a.Zone() != "":
+					err = fail("illegal local address `%s' specified", arg)
+				case !a.Unmap().Is4():
+					err = unsupported("IPv6 local addresses are not supported yet")
+				default:
+					c.Laddr = a.Unmap()
+				}
+			}
 		case tagTunNoCsum:
 			err = p.setOption(OptTunNoCsum)
 		case tagTunCsum:
@@ -813,6 +855,28 @@ func genericOptCheck(k Kind, opts Options) error {
 	return nil
 }
 
+// laddrOptCheck checks -P, -Q and -G as genericOptCheck checks ipvsadm's
+// commands: -P and -Q need a service and -z; -G takes a service and -n;
+// nothing else goes with them.
+func laddrOptCheck(k Kind, opts Options) error {
+	allowed := OptService | OptLaddr
+	if k == KindGetLaddr {
+		allowed = OptService | OptNumeric
+	} else {
+		for _, need := range []Options{OptService, OptLaddr} {
+			if opts&need == 0 {
+				return fail("You need to supply the '%s' option for the '%s' command", optName(need), k)
+			}
+		}
+	}
+	for o := Options(1); o != 0 && o <= OptLaddr; o <<= 1 {
+		if opts&o != 0 && allowed&o == 0 {
+			return fail("Illegal '%s' option with the '%s' command", optName(o), k)
+		}
+	}
+	return nil
+}
+
 // tunnelOptCheck is ipvsadm's tunnel_opt_check.
 func tunnelOptCheck(t int, opts Options) error {
 	row := tunnelTypesVOptions[t]
@@ -845,6 +909,12 @@ func tunnelOptCheck(t int, opts Options) error {
 // followed by gvs's own refusals.
 func (p *parser) processOptions() error {
 	c := p.c
+	if c.Kind >= KindAddLaddr {
+		return laddrOptCheck(c.Kind, c.Options)
+	}
+	if c.Options&OptLaddr != 0 {
+		return fail("Illegal '%s' option with the '%s' command", optName(OptLaddr), c.Kind)
+	}
 	if err := genericOptCheck(c.Kind, c.Options); err != nil {
 		return err
 	}

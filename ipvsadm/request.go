@@ -62,6 +62,12 @@ func (c *Command) Request() (*control.Request, error) {
 	case KindTimeout:
 		t := c.Timeouts
 		r.Op, r.Timeouts = control.OpSetTimeouts, &t
+	case KindAddLaddr, KindDelLaddr:
+		r.Op = control.OpAddLaddr
+		if c.Kind == KindDelLaddr {
+			r.Op = control.OpDelLaddr
+		}
+		r.Service, r.Laddr = key, c.Laddr
 	default:
 		return nil, fmt.Errorf("%w: %s", ErrNotConfig, c.Kind)
 	}

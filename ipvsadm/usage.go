@@ -26,7 +26,8 @@ func WriteVersion(w io.Writer) error {
 
 // usageText is ipvsadm 1.31's usage_exit text; %s is the program name.
 // SCHEDULERS and PE_LIST are expanded as ipvsadm 1.31's Makefile does.
-// gvsadm adds two lines, for its --fullnat forwarding method and its
+// gvsadm adds lines for its --fullnat forwarding method, the FULLNAT
+// local-address commands (-P, -Q, -G, after DPVS's ipvsadm) and its
 // --json listing.
 const usageText = `Usage:
   %s -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
@@ -41,6 +42,8 @@ const usageText = `Usage:
   %s --set tcp tcpfin udp
   %s --start-daemon {master|backup} [daemon-options]
   %s --stop-daemon {master|backup}
+  %s -P|Q virtual-service -z local-address
+  %s -G [virtual-service]
   %s -h
 
 Commands:
@@ -59,6 +62,9 @@ Either long or short options are allowed.
   --set tcp tcpfin udp        set connection timeout values
   --start-daemon              start connection sync daemon
   --stop-daemon               stop connection sync daemon
+  --add-laddr       -P        add a FULLNAT local address (gvs only)
+  --del-laddr       -Q        delete a FULLNAT local address (gvs only)
+  --get-laddr       -G        list the FULLNAT local addresses (gvs only)
   --help            -h        display this help message
 
 virtual-service:
@@ -80,6 +86,7 @@ Options:
   --ipip         -i                   ipip encapsulation (tunneling)
   --masquerading -m                   masquerading (NAT)
   --fullnat                           full NAT (gvs only)
+  --laddr        -z local-address     FULLNAT local address of -P and -Q (gvs only)
   --tun-type      type                one of ipip|gue|gre,
                                       the default tunnel type is ipip.
   --tun-port      port                tunnel destination port

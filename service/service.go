@@ -100,23 +100,52 @@ func (c *Counters) Zero() {
 	c.OutBytes.Store(0)
 }
 
+// Link is where frames for a real server leave: the next hop (for DR the
+// server itself, for the other methods the next hop the routing table
+// names) and the director's address towards the server (the outer source
+// address of TUN's IPIP packets).
+type Link struct {
+	Hop    Hop
+	Source [4]byte
+}
+
 // Real is one real server of one service. It embeds the scheduler's view
 // (weight, connection counts), so a *Real is the destination the
-// connection table binds flows to. Its address, port and forwarding
-// method never change; weight and thresholds change in place.
+// connection table binds flows to. Its address and port never change;
+// weight, thresholds, forwarding method and link change in place (ipvsadm
+// -e), and the data path reads them atomically.
 type Real struct {
 	sched.Dest
 	Counters
 
-	Addr    netip.Addr
-	Port    uint16
-	Forward Forward
-	// Hop is where DR frames for this server go.
-	Hop Hop
+	Addr netip.Addr
+	Port uint16
+
+	fwd  atomic.Uint32
+	link atomic.Pointer[Link]
 
 	service *Service
 	removed atomic.Bool
 }
+
+// NewReal returns a real server (for tests and the service table).
+func NewReal(addr netip.Addr, port uint16, fwd Forward, link *Link) *Real {
+	r := &Real{Addr: addr, Port: port}
+	r.fwd.Store(uint32(fwd))
+	r.link.Store(link)
+	return r
+}
+
+// Forward returns the forwarding method of new connections.
+func (r *Real) Forward() Forward { return Forward(r.fwd.Load()) }
+
+// Link returns where frames for the server leave. It is nil only before
+// the service table's prepare step has given the server one.
+func (r *Real) Link() *Link { return r.link.Load() }
+
+// SetLink sets the server's link (the service table's prepare callback
+// does, for new and re-linked servers).
+func (r *Real) SetLink(l *Link) { r.link.Store(l) }
 
 // Service returns the service the real server belongs (or belonged) to.
 func (r *Real) Service() *Service { return r.service }
@@ -161,6 +190,9 @@ type Service struct {
 
 	// persist is nil for a service that is not persistent.
 	persist atomic.Pointer[Persistence]
+	// laddrs are FULLNAT's local addresses (gvsadm -P), replaced as a
+	// whole under mu and read by the data path without a lock.
+	laddrs atomic.Pointer[[]netip.Addr]
 
 	mu       sync.Mutex
 	settings Settings
@@ -181,6 +213,17 @@ func (s *Service) Pick(k *conntrack.Key) *Real {
 	s.mu.Unlock()
 	return r
 }
+
+// LocalAddrs returns the service's FULLNAT local addresses. The slice must
+// not be modified.
+func (s *Service) LocalAddrs() []netip.Addr {
+	if p := s.laddrs.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (s *Service) setLocalAddrs(as []netip.Addr) { s.laddrs.Store(&as) }
 
 // Persistence returns the service's persistence, or nil if it is not
 // persistent. The data path calls it for each new connection.
@@ -218,6 +261,22 @@ func (s *Service) Reals() []*Real {
 type Snapshot struct {
 	services map[Key]*Service
 	portZero bool // some service has port 0 (takes every port of its VIP)
+	// natSources are the NAT real servers (address, port, protocol):
+	// frames from them are the replies gvs rewrites back.
+	natSources map[Key]bool
+	// localAddrs are FULLNAT's local addresses: frames to them are the
+	// real servers' replies.
+	localAddrs map[[4]byte]bool
+}
+
+// MayBeReply reports whether a frame from src:sport to dst could be a
+// real server's reply that gvs rewrites (NAT or FULLNAT), and so is worth
+// a lookup in the connection table's reply index.
+func (s *Snapshot) MayBeReply(proto uint8, src [4]byte, sport uint16, dst [4]byte) bool {
+	if len(s.natSources) > 0 && s.natSources[Key{Addr: src, Port: sport, Protocol: proto}] {
+		return true
+	}
+	return len(s.localAddrs) > 0 && s.localAddrs[dst]
 }
 
 // Lookup returns the service for a frame's protocol, destination address

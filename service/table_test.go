@@ -26,7 +26,7 @@ func dump(t *Table) string {
 		fmt.Fprintf(&b, "%v %s:", s.Key, s.Settings().Scheduler)
 		for _, r := range s.Reals() {
 			u, l := r.Thresholds()
-			fmt.Fprintf(&b, " %v/%v/w%d/%d-%d", r.AddrPort(), r.Forward, r.Weight(), u, l)
+			fmt.Fprintf(&b, " %v/%v/w%d/%d-%d", r.AddrPort(), r.Forward(), r.Weight(), u, l)
 		}
 		b.WriteString("\n")
 	}
@@ -85,7 +85,10 @@ func TestErrorsChangeNothing(t *testing.T) {
 		{"unknown scheduler", []Op{addSvc(other, "nosuch")}, ErrScheduler, 0},
 		{"weight out of range", []Op{addReal(vipKey, "192.168.150.20", 70000)}, ErrInvalid, 0},
 		{"lower threshold above upper", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Route, Weight: 1, UThreshold: 5, LThreshold: 10}}}, ErrRange, 0},
-		{"NAT not yet", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 80, Forward: Masq, Weight: 1}}}, ErrNotSupported, 0},
+		{"tunnel with another port", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 8080, Forward: Tunnel, Weight: 1}}}, ErrInvalid, 0},
+		{"local address twice", []Op{{Kind: AddLocalAddr, Service: vipKey, Addr: netip.MustParseAddr("10.1.1.1")}, {Kind: AddLocalAddr, Service: vipKey, Addr: netip.MustParseAddr("10.1.1.1")}}, ErrLocalExists, 1},
+		{"missing local address", []Op{{Kind: DelLocalAddr, Service: vipKey, Addr: netip.MustParseAddr("10.1.1.1")}}, ErrNoLocal, 0},
+		{"local address of a missing service", []Op{{Kind: AddLocalAddr, Service: other, Addr: netip.MustParseAddr("10.1.1.1")}}, ErrNoService, 0},
 		{"DR with another port", []Op{{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("192.168.150.20"), Port: 8080, Forward: Route, Weight: 1}}}, ErrInvalid, 0},
 		{"one-packet scheduling not yet", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", OnePacket: true}}}, ErrNotSupported, 0},
 		{"netmask above 32", []Op{{Kind: AddService, Service: other, Settings: Settings{Scheduler: "rr", Persistent: true, Netmask: 33}}}, ErrInvalid, 0},
@@ -218,5 +221,99 @@ func TestZero(t *testing.T) {
 	}
 	if s.InPkts.Load() != 0 || s.Reals()[0].InBytes.Load() != 0 {
 		t.Fatal("counters not zeroed")
+	}
+}
+
+func TestReplyIndexesInSnapshot(t *testing.T) {
+	tab := New()
+	la := netip.MustParseAddr("192.168.150.200")
+	_, err := tab.Apply([]Op{
+		addSvc(vipKey, "rr"),
+		{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("10.0.0.12"), Port: 8080, Forward: Masq, Weight: 1}},
+		{Kind: AddReal, Service: vipKey, Real: RealSpec{Addr: netip.MustParseAddr("10.0.0.13"), Port: 80, Forward: FullNAT, Weight: 1}},
+		{Kind: AddLocalAddr, Service: vipKey, Addr: la},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap := tab.Load()
+	client := [4]byte{192, 168, 150, 10}
+	for _, tc := range []struct {
+		src   [4]byte
+		sport uint16
+		dst   [4]byte
+		want  bool
+	}{
+		{[4]byte{10, 0, 0, 12}, 8080, client, true},  // NAT reply
+		{[4]byte{10, 0, 0, 12}, 80, client, false},   // not the NAT port
+		{[4]byte{10, 0, 0, 13}, 80, client, false},   // FULLNAT server, not to a local address
+		{[4]byte{10, 0, 0, 13}, 80, la.As4(), true},  // FULLNAT reply
+		{[4]byte{10, 9, 9, 9}, 1234, la.As4(), true}, // anything to a local address
+		{[4]byte{10, 0, 0, 12}, 8080, client, true},
+	} {
+		if got := snap.MayBeReply(6, tc.src, tc.sport, tc.dst); got != tc.want {
+			t.Errorf("MayBeReply(%v:%d -> %v) = %v", tc.src, tc.sport, tc.dst, got)
+		}
+	}
+	if snap.MayBeReply(17, [4]byte{10, 0, 0, 12}, 8080, client) {
+		t.Error("a UDP frame matched a TCP NAT server")
+	}
+	s := snap.Lookup(vipKey)
+	if got := s.LocalAddrs(); len(got) != 1 || got[0] != la {
+		t.Fatalf("local addresses %v", got)
+	}
+	if _, err := tab.Apply([]Op{{Kind: DelLocalAddr, Service: vipKey, Addr: la}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if len(s.LocalAddrs()) != 0 || tab.Load().MayBeReply(6, [4]byte{10, 9, 9, 9}, 1, la.As4()) {
+		t.Fatal("local address still there after -Q")
+	}
+}
+
+// TestEditChangesMethod: ipvsadm -e replaces the forwarding method; the
+// server gets a new link from prepare and the old one is handed back.
+func TestEditChangesMethod(t *testing.T) {
+	tab := New()
+	rip := netip.MustParseAddr("192.168.150.12")
+	oldLink := &Link{Source: [4]byte{1}}
+	newLink := &Link{Source: [4]byte{2}}
+	_, err := tab.Apply([]Op{addSvc(vipKey, "rr"), addReal(vipKey, "192.168.150.12", 1)}, func(p *Plan) error {
+		p.NewReals[0].SetLink(oldLink)
+		if len(p.NATSources) != 0 {
+			t.Errorf("NAT sources %v for a DR server", p.NATSources)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := tab.Apply([]Op{
+		{Kind: EditReal, Service: vipKey, Real: RealSpec{Addr: rip, Port: 80, Forward: Masq, Weight: 2}},
+		{Kind: AddLocalAddr, Service: vipKey, Addr: netip.MustParseAddr("192.168.150.200")},
+	}, func(p *Plan) error {
+		if len(p.Relinks) != 1 || p.Relinks[0].Forward != Masq || p.Relinks[0].Op != 0 {
+			t.Fatalf("relinks %+v", p.Relinks)
+		}
+		if len(p.NATSources) != 1 || p.NATSources[0] != (Key{Addr: rip.As4(), Port: 80, Protocol: 6}) {
+			t.Errorf("NAT sources %v", p.NATSources)
+		}
+		if len(p.LocalAddrs) != 1 || p.LocalAddrs[0] != netip.MustParseAddr("192.168.150.200") {
+			t.Errorf("local addresses %v", p.LocalAddrs)
+		}
+		p.Relinks[0].Link = newLink
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := tab.Load().Lookup(vipKey).Reals()[0]
+	if r.Forward() != Masq || r.Link() != newLink || r.Weight() != 2 {
+		t.Fatalf("after -e -m: %v %v w%d", r.Forward(), r.Link(), r.Weight())
+	}
+	if len(plan.Unlinked) != 1 || plan.Unlinked[0] != oldLink {
+		t.Fatalf("unlinked %v", plan.Unlinked)
+	}
+	if !tab.Load().MayBeReply(6, rip.As4(), 80, [4]byte{192, 168, 150, 10}) {
+		t.Fatal("the snapshot does not know the server's replies are NAT's now")
 	}
 }
