@@ -62,6 +62,7 @@ type Director struct {
 
 	services *service.Table
 	conns    *conntrack.Table[*service.Real]
+	ports    *forward.PortPools
 	resolver *arp.Resolver
 	filter   *ingress.Filter // nil without nf_tables
 	engine   *forward.Engine
@@ -106,7 +107,13 @@ func New(cfg Config) (d *Director, err error) {
 	}
 
 	d.services = service.New()
-	d.conns = conntrack.New[*service.Real](cfg.Conns)
+	d.ports = forward.NewPortPools()
+	ccfg := conntrack.Config{}
+	if cfg.Conns != nil {
+		ccfg = *cfg.Conns
+	}
+	ccfg.OnRemove = d.ports.Release
+	d.conns = conntrack.New[*service.Real](&ccfg)
 
 	d.resolver, err = arp.New(d.ifaces, d.arpConfig())
 	if err != nil {
@@ -124,7 +131,7 @@ func New(cfg Config) (d *Director, err error) {
 		return nil, fmt.Errorf("ingress filter: %w", err)
 	}
 
-	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns,
+	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns, Ports: d.ports,
 		ExpireNodestConn: cfg.ExpireNodestConn, ExpireQuiescentTemplate: cfg.ExpireQuiescentTemplate})
 	for _, in := range d.ifaces {
 		rx, err := afpacket.OpenRX(in.Index, nil)
@@ -139,9 +146,10 @@ func New(cfg Config) (d *Director, err error) {
 				return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
 			}
 			d.txs = append(d.txs, tx)
-			egress = append(egress, forward.Egress{Ifindex: out.Index, MAC: [6]byte(out.HardwareAddr), TX: tx})
+			egress = append(egress, forward.Egress{Ifindex: out.Index, MAC: [6]byte(out.HardwareAddr),
+				Addr: firstIPv4(out), MTU: out.MTU, TX: tx})
 		}
-		d.engine.AddWorker(in.Name, rx, egress)
+		d.engine.AddWorker(in.Name, in.Index, rx, egress)
 	}
 
 	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})
@@ -258,12 +266,36 @@ func (d *Director) releaseRetired() {
 			keep = append(keep, r)
 			continue
 		}
-		if n, ok := r.Hop.(*arp.Neighbor); ok && d.resolver != nil {
-			d.resolver.Release(n)
-		}
+		d.releaseLink(r.Link())
 	}
 	clear(d.retired[len(keep):])
 	d.retired = keep
+}
+
+// releaseLink gives back the ARP neighbour of a link no longer used.
+func (d *Director) releaseLink(l *service.Link) {
+	if l == nil || d.resolver == nil {
+		return
+	}
+	if n, ok := l.Hop.(*arp.Neighbor); ok {
+		d.resolver.Release(n)
+	}
+}
+
+// firstIPv4 returns an interface's first IPv4 address, or zero.
+func firstIPv4(ifi *net.Interface) [4]byte {
+	addrs, err := ifi.Addrs()
+	if err != nil {
+		return [4]byte{}
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok {
+			if v4 := ipn.IP.To4(); v4 != nil {
+				return [4]byte(v4)
+			}
+		}
+	}
+	return [4]byte{}
 }
 
 // close releases everything New opened, in reverse order.

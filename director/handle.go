@@ -3,6 +3,7 @@ package director
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -31,7 +32,8 @@ func (d *Director) Handle(req *control.Request) *control.Reply {
 	case control.OpBatch:
 		return d.apply(req.Commands, true)
 	case control.OpAddService, control.OpEditService, control.OpDelService, control.OpClear,
-		control.OpAddDest, control.OpEditDest, control.OpDelDest, control.OpZero:
+		control.OpAddDest, control.OpEditDest, control.OpDelDest, control.OpZero,
+		control.OpAddLaddr, control.OpDelLaddr:
 		return d.apply([]control.Request{*req}, false)
 	}
 	return errorReply(control.CodeInvalid, -1, fmt.Sprintf("unknown operation %q", req.Op))
@@ -160,6 +162,15 @@ func toOp(req *control.Request) (service.Op, error) {
 			Timeout: s.Timeout, Netmask: nm, OnePacket: s.OnePacket}
 	case control.OpDelService:
 		op.Kind = service.DelService
+	case control.OpAddLaddr, control.OpDelLaddr:
+		op.Kind = service.AddLocalAddr
+		if req.Op == control.OpDelLaddr {
+			op.Kind = service.DelLocalAddr
+		}
+		if !req.Laddr.IsValid() {
+			return op, badRequest(control.CodeInvalid, "the request names no local address")
+		}
+		op.Addr = req.Laddr
 	case control.OpZero:
 		op.Kind = service.Zero
 	case control.OpAddDest, control.OpEditDest, control.OpDelDest:
@@ -177,8 +188,10 @@ func toOp(req *control.Request) (service.Op, error) {
 // errorCode maps the service table's errors to the errno names IPVS uses.
 func errorCode(err error) string {
 	switch {
-	case errors.Is(err, service.ErrServiceExists), errors.Is(err, service.ErrRealExists):
+	case errors.Is(err, service.ErrServiceExists), errors.Is(err, service.ErrRealExists), errors.Is(err, service.ErrLocalExists):
 		return control.CodeExists
+	case errors.Is(err, service.ErrNoLocal):
+		return control.CodeNoDest
 	case errors.Is(err, service.ErrNoService):
 		return control.CodeNoService
 	case errors.Is(err, service.ErrNoReal), errors.Is(err, service.ErrScheduler):
@@ -256,9 +269,10 @@ func (d *Director) apply(reqs []control.Request, batch bool) *control.Reply {
 	return &control.Reply{}
 }
 
-// prepare gives the real servers an apply adds their next hop, and brings
-// the kernel's ingress filter in step with the services, before anything
-// changes. On error nothing is left behind.
+// prepare gives the real servers an apply adds (or whose forwarding
+// method it changes) their link, checks new FULLNAT local addresses, and
+// brings the kernel's ingress filter in step with the services, before
+// anything changes. On error nothing is left behind.
 func (d *Director) prepare(p *service.Plan) (err error) {
 	var acquired []*arp.Neighbor
 	defer func() {
@@ -268,46 +282,112 @@ func (d *Director) prepare(p *service.Plan) (err error) {
 			}
 		}
 	}()
-	for i, r := range p.NewReals {
-		ifi, err := d.onLink(r.Addr)
+	link := func(addr netip.Addr, fwd service.Forward, op int) (*service.Link, error) {
+		l, n, err := d.linkTo(addr, fwd)
 		if err != nil {
-			return &service.OpError{Index: p.NewRealOps[i], Err: &refusal{err}}
-		}
-		n, err := d.resolver.Neighbor(ifi.Index, r.Addr)
-		if err != nil {
-			return &service.OpError{Index: p.NewRealOps[i], Err: &refusal{fmt.Errorf("resolving %v on %s: %w", r.Addr, ifi.Name, err)}}
+			return nil, &service.OpError{Index: op, Err: &refusal{err}}
 		}
 		acquired = append(acquired, n)
-		r.Hop = n
+		return l, nil
+	}
+	for i, r := range p.NewReals {
+		l, err := link(r.Addr, r.Forward(), p.NewRealOps[i])
+		if err != nil {
+			return err
+		}
+		r.SetLink(l)
+	}
+	for i := range p.Relinks {
+		rl := &p.Relinks[i]
+		if rl.Link, err = link(rl.Real.Addr, rl.Forward, rl.Op); err != nil {
+			return err
+		}
+	}
+	for i, a := range p.NewLocalAddrs {
+		if d.kernelHolds(a) {
+			return &service.OpError{Index: p.NewLocalAddrOps[i], Err: &refusal{fmt.Errorf(
+				"local address %v is an address of this host's kernel, whose TCP stack would reset the real servers' replies: "+
+					"give FULLNAT an address of its own", a)}}
+		}
 	}
 	if d.filter != nil {
-		rules := make([]ingress.Rule, 0, len(p.Services))
-		for _, k := range p.Services {
-			rules = append(rules, ingress.Rule{Protocol: k.Protocol, Addr: netip.AddrFrom4(k.Addr), Port: k.Port})
-		}
-		if err := d.filter.Set(rules); err != nil {
+		if err := d.filter.Set(filterRules(p)); err != nil {
 			return &requestError{code: control.CodeInternal, msg: fmt.Sprintf("updating the kernel's ingress filter: %v", err)}
 		}
 	}
 	return nil
 }
 
-// afterApply retires removed real servers and tells ARP which virtual
-// addresses gvs now owns.
+// filterRules are the frames the kernel must leave to gvs after a plan:
+// those to each service, the NAT real servers' replies, and everything
+// to a FULLNAT local address.
+func filterRules(p *service.Plan) []ingress.Rule {
+	rules := make([]ingress.Rule, 0, len(p.Services)+len(p.NATSources)+2*len(p.LocalAddrs))
+	for _, k := range p.Services {
+		rules = append(rules, ingress.Rule{Protocol: k.Protocol, Addr: netip.AddrFrom4(k.Addr), Port: k.Port})
+	}
+	for _, k := range p.NATSources {
+		rules = append(rules, ingress.Rule{Protocol: k.Protocol, Addr: netip.AddrFrom4(k.Addr), Port: k.Port, Source: true})
+	}
+	for _, a := range p.LocalAddrs {
+		rules = append(rules, ingress.Rule{Protocol: 6, Addr: a}, ingress.Rule{Protocol: 17, Addr: a})
+	}
+	return rules
+}
+
+// linkTo finds where frames for a real server leave: for DR the server
+// itself, which must be on a gvs interface's network; for NAT, FULLNAT and
+// TUN the next hop the routing table gives, on a gvs interface. It takes
+// a reference on the next hop's ARP neighbour.
+func (d *Director) linkTo(addr netip.Addr, fwd service.Forward) (*service.Link, *arp.Neighbor, error) {
+	var ifi *net.Interface
+	hop := addr
+	var src [4]byte
+	if fwd == service.Route {
+		var err error
+		if ifi, err = d.onLink(addr); err != nil {
+			return nil, nil, err
+		}
+		src = firstIPv4(ifi)
+	} else {
+		rt, err := d.route(addr)
+		if err != nil {
+			return nil, nil, err
+		}
+		ifi, hop, src = rt.ifi, rt.hop, rt.src
+	}
+	n, err := d.resolver.Neighbor(ifi.Index, hop)
+	if err != nil {
+		return nil, nil, fmt.Errorf("resolving %v on %s: %w", hop, ifi.Name, err)
+	}
+	return &service.Link{Hop: n, Source: src}, n, nil
+}
+
+// afterApply retires removed real servers, releases links no longer
+// used, and tells ARP which addresses gvs now owns (VIPs and FULLNAT local
+// addresses).
 func (d *Director) afterApply(p *service.Plan) {
 	if len(p.Removed) > 0 {
 		d.retiredMu.Lock()
 		d.retired = append(d.retired, p.Removed...)
 		d.retiredMu.Unlock()
 	}
-	var vips []netip.Addr
+	for _, l := range p.Unlinked {
+		d.releaseLink(l)
+	}
+	var owned []netip.Addr
 	for _, k := range p.Services {
 		a := netip.AddrFrom4(k.Addr)
-		if !slices.Contains(vips, a) {
-			vips = append(vips, a)
+		if !slices.Contains(owned, a) {
+			owned = append(owned, a)
 		}
 	}
-	d.resolver.SetOwned(vips)
+	for _, a := range p.LocalAddrs {
+		if !slices.Contains(owned, a) {
+			owned = append(owned, a)
+		}
+	}
+	d.resolver.SetOwned(owned)
 	d.log.Debug("configuration applied", "services", len(p.Services), "removed_reals", len(p.Removed))
 }
 
@@ -377,9 +457,10 @@ func (d *Director) list(req *control.Request) *control.Reply {
 		if st.Persistent && st.Netmask != 32 {
 			cs.Netmask = st.Netmask
 		}
+		cs.LocalAddrs = s.LocalAddrs()
 		for _, r := range s.Reals() {
 			u, l := r.Thresholds()
-			cs.Dests = append(cs.Dests, control.Dest{Addr: r.Addr, Port: r.Port, Forward: forwardName(r.Forward),
+			cs.Dests = append(cs.Dests, control.Dest{Addr: r.Addr, Port: r.Port, Forward: forwardName(r.Forward()),
 				Weight: r.Weight(), UThreshold: u, LThreshold: l, ActiveConns: uint32(r.Active()),
 				InactiveConns: uint32(r.Inactive()), PersistConns: uint32(r.Persistent()), Stats: stats(&r.Counters)})
 		}

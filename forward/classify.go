@@ -58,19 +58,21 @@ func classify(f *afpacket.Frame, p *packet) Reason {
 		return Malformed
 	}
 	proto := ip.Protocol()
-	if proto != hdr.ProtoTCP && proto != hdr.ProtoUDP {
-		return NotOurs
-	}
-	if ip.IsFragment() {
-		return Fragment
-	}
-	l4 := ip[hl:]
 	p.ip = ip
 	p.l4off = hdr.EthernetLen + hl
 	p.ipLen = total
 	p.proto = proto
 	p.src = ip.Source()
 	p.dst = ip.Destination()
+	if proto != hdr.ProtoTCP && proto != hdr.ProtoUDP {
+		// ICMP comes back with the addresses filled in: errors about a
+		// tracked connection are relayed (icmp.go).
+		return NotOurs
+	}
+	if ip.IsFragment() {
+		return Fragment
+	}
+	l4 := ip[hl:]
 	if proto == hdr.ProtoTCP {
 		if len(l4) < hdr.TCPMinLen {
 			return Malformed
@@ -136,16 +138,32 @@ func (w *Worker) schedule(svc *service.Service, k *conntrack.Key, now int64) (*s
 // ports follow the control connection.
 const ftpPort = 21
 
-// handle is the whole path of one frame: classify, find the service,
-// find or create the connection (scheduling a real server for a new one),
-// count, and hand the frame to the real server's forwarding method.
+// Forwarding methods as connection entries record them (conntrack.Aux).
+const (
+	fwdRoute   = uint8(service.Route)
+	fwdTunnel  = uint8(service.Tunnel)
+	fwdMasq    = uint8(service.Masq)
+	fwdFullNAT = uint8(service.FullNAT)
+)
+
+// handle is the whole path of one frame: classify, find the service (or,
+// for a frame from a NAT real server or to a FULLNAT local address, the
+// connection it answers), find or create the connection (scheduling a
+// real server for a new one), count, and hand the frame to the
+// connection's forwarding method.
 func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Reason {
 	var p packet
 	if r := classify(f, &p); r != Forwarded {
+		if r == NotOurs && p.proto == hdr.ProtoICMP {
+			return w.handleICMP(f, &p, now, snap)
+		}
 		return r
 	}
 	svc := snap.Lookup(service.Key{Addr: p.dst, Port: p.dport, Protocol: p.proto})
 	if svc == nil {
+		if snap.MayBeReply(p.proto, p.src, p.sport, p.dst) {
+			return w.handleReply(f, &p, now)
+		}
 		return NotOurs
 	}
 	if f.Len > len(f.Data) {
@@ -156,8 +174,8 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 	k := &w.key
 	*k = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
 	conns := w.e.cfg.Conns
-	real, _, ok := conns.Lookup(k, conntrack.Input, p.tcpFlags, now)
-	if ok && w.e.cfg.ExpireNodestConn && real.Removed() {
+	c, ok := conns.Get(k, conntrack.Input, p.tcpFlags, now)
+	if ok && w.e.cfg.ExpireNodestConn && c.Dest.Removed() {
 		conns.Remove(k)
 		return DestGone
 	}
@@ -167,29 +185,105 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 		if p.proto == hdr.ProtoTCP && p.tcpFlags&(hdr.TCPFlagSYN|hdr.TCPFlagRST) != hdr.TCPFlagSYN {
 			return NoConn
 		}
-		picked, tmpl := w.schedule(svc, k, now)
-		if picked == nil {
-			return NoDest
-		}
-		var res conntrack.Result
-		var err error
-		real, res, err = conns.InsertControlled(k, picked, picked.Forward != service.Masq, tmpl, p.tcpFlags, now)
-		if err != nil {
-			return TableFull
-		}
-		if res.Created {
-			real.Conns.Add(1)
-			svc.Conns.Add(1)
+		var r Reason
+		if c, r = w.connect(f, &p, svc, now); r != Forwarded {
+			return r
 		}
 	}
+	real := c.Dest
 	n := uint64(p.ipLen)
 	real.InPkts.Add(1)
 	real.InBytes.Add(n)
 	svc.InPkts.Add(1)
 	svc.InBytes.Add(n)
-	switch real.Forward {
-	case service.Route:
+	switch c.Aux.Forward {
+	case fwdRoute:
 		return w.forwardDR(f, &p, real)
+	case fwdMasq:
+		return w.forwardNAT(f, &p, &c)
+	case fwdFullNAT:
+		return w.forwardFullNAT(f, &p, &c)
+	case fwdTunnel:
+		return w.forwardTunnel(f, &p, real)
 	}
 	return NoEgress
+}
+
+// connect creates the connection of a first packet: schedules a real
+// server (with persistence if the service has it) and enters the
+// connection in the table with what its method needs (NAT and FULLNAT: the
+// reply key and where the client's frames come from; FULLNAT: a local
+// address and port).
+func (w *Worker) connect(f *afpacket.Frame, p *packet, svc *service.Service, now int64) (c conntrack.Conn[*service.Real], r Reason) {
+	k := &w.key
+	picked, tmpl := w.schedule(svc, k, now)
+	if picked == nil {
+		return c, NoDest
+	}
+	fwd := picked.Forward()
+	opts := &w.opts
+	*opts = conntrack.InsertOpts[*service.Real]{NoOutput: fwd != service.Masq && fwd != service.FullNAT, Template: tmpl}
+	opts.Aux.Forward = uint8(fwd)
+	rport := picked.Port
+	if rport == 0 {
+		rport = p.dport // a port-0 service: the real server's port is the client's
+	}
+	switch fwd {
+	case service.Masq:
+		// The real server answers the client from RIP:rport.
+		w.rkey = conntrack.KeyV4(p.proto, picked.Addr.As4(), rport, p.src, p.sport)
+		opts.Reply = &w.rkey
+		opts.Aux.PeerMAC = [6]byte(f.Data[6:12])
+		opts.Aux.PeerIfindex = int32(w.ifindex)
+	case service.FullNAT:
+		laddr, lport, ok := w.localPort(svc, p.proto)
+		if !ok {
+			return c, NoLocalPort
+		}
+		w.rkey = conntrack.KeyV4(p.proto, picked.Addr.As4(), rport, laddr, lport)
+		opts.Reply = &w.rkey
+		opts.Aux.PeerMAC = [6]byte(f.Data[6:12])
+		opts.Aux.PeerIfindex = int32(w.ifindex)
+		opts.Aux.LocalAddr, opts.Aux.LocalPort = laddr, lport
+	}
+	c, err := w.e.cfg.Conns.InsertWith(k, picked, opts, p.tcpFlags, now)
+	if err != nil {
+		if fwd == service.FullNAT {
+			w.e.cfg.Ports.Release(&w.key, &opts.Aux)
+		}
+		return c, TableFull
+	}
+	if !c.Created && fwd == service.FullNAT {
+		// Another worker made the connection first: its port stands.
+		w.e.cfg.Ports.Release(&w.key, &opts.Aux)
+	}
+	if c.Created {
+		c.Dest.Conns.Add(1)
+		svc.Conns.Add(1)
+	}
+	return c, Forwarded
+}
+
+// handleReply handles a frame that may be a NAT or FULLNAT real server's
+// reply: if it is, the connection it belongs to rewrites it back and sends
+// it to the client.
+func (w *Worker) handleReply(f *afpacket.Frame, p *packet, now int64) Reason {
+	if f.Len > len(f.Data) {
+		return Truncated
+	}
+	rk := &w.rkey
+	*rk = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
+	c, ok := w.e.cfg.Conns.GetReply(rk, p.tcpFlags, now)
+	if !ok {
+		return NotOurs
+	}
+	real := c.Dest
+	n := uint64(p.ipLen)
+	real.OutPkts.Add(1)
+	real.OutBytes.Add(n)
+	if svc := real.Service(); svc != nil {
+		svc.OutPkts.Add(1)
+		svc.OutBytes.Add(n)
+	}
+	return w.reverse(f, p, &c)
 }

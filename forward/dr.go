@@ -7,49 +7,44 @@ import (
 )
 
 // forwardDR sends a frame to its real server by direct routing (LVS-DR,
-// ipvsadm -g): the frame is copied unchanged into a transmit slot of the
-// interface the real server is on, with the real server's MAC as its
-// destination and that interface's MAC as its source. The IP packet is not
-// touched: the real server accepts it because it holds the VIP on its
-// loopback, and answers the client directly.
+// ipvsadm -g): the frame is copied into a transmit slot of the interface
+// the real server is on, with the real server's MAC as its destination and
+// that interface's MAC as its source, and its TTL one less (as IPVS does
+// in every mode). The addresses are not touched: the real server accepts
+// the packet because it holds the VIP on its loopback, and answers the
+// client directly.
 func (w *Worker) forwardDR(f *afpacket.Frame, p *packet, r *service.Real) Reason {
-	mac, ok := r.Hop.MAC()
+	link := r.Link()
+	mac, ok := link.Hop.MAC()
 	if !ok {
-		r.Hop.Drop()
+		link.Hop.Drop()
 		return Unresolved
 	}
-	ei := w.egressFor(r.Hop.Ifindex())
+	ei := w.egressFor(link.Hop.Ifindex())
 	if ei < 0 {
 		return NoEgress
 	}
-	eg := &w.egress[ei]
-	vnet, buf, ok := eg.TX.Slot()
-	if !ok {
-		return TxFull
+	if p.ip.TTL() <= 1 {
+		w.timeExceeded(f, p)
+		return TTLExceeded
 	}
-	if len(buf) < len(f.Data) {
-		// The transmit slots are smaller than the receive slots: a
-		// configuration error, never expected.
-		return Truncated
+	o, why := w.copyOut(f, ei)
+	if why != Forwarded {
+		return why
 	}
-	n := copy(buf, f.Data)
-	*vnet = f.VNet
-	prepareOffload(vnet, buf[:n], p)
-	e := hdr.Ethernet(buf)
-	e.SetDestination(mac)
-	e.SetSource(eg.MAC)
-	eg.TX.Commit(n)
-	w.dirty[ei] = true
-	return Forwarded
+	decTTL(hdr.IPv4(o.b[hdr.EthernetLen:]))
+	prepareOffload(o.vnet, o.b, p)
+	return w.send(&o, mac)
 }
 
 // prepareOffload makes a received frame's virtio-net header right for
-// sending it on. A frame with a partial checksum (NeedsCsum) keeps it: the
-// kernel completes it on transmit, and csum_start still points at the same
-// L4 header. A GRO super-frame from a NIC arrives instead with its
-// checksum verified (DataValid) and the TCP checksum of its first segment
-// only: it is given a partial checksum (the pseudo-header sum over the
-// whole segment, as tcp_v4_send_check would leave it) so that the kernel
+// sending it on, after its addresses are rewritten (p holds the new ones).
+// A frame with a partial checksum (NeedsCsum) keeps it: the kernel
+// completes it on transmit, and csum_start still points at the same L4
+// header. A GRO super-frame from a NIC arrives instead with its checksum
+// verified (DataValid) and the TCP checksum of its first segment only: it
+// is given a partial checksum (the pseudo-header sum over the whole
+// segment, as tcp_v4_send_check would leave it) so that the kernel
 // computes a right one for each segment, wherever it segments. Verified
 // non-GSO frames carry a valid checksum already and need no flags.
 func prepareOffload(v *afpacket.VNetHdr, frame []byte, p *packet) {

@@ -40,7 +40,13 @@ type Transmitter interface {
 type Egress struct {
 	Ifindex int
 	MAC     [6]byte
-	TX      Transmitter
+	// Addr is the interface's IPv4 address (zero if it has none): the
+	// source of the ICMP errors gvs sends from it.
+	Addr [4]byte
+	// MTU is the interface's MTU (TUN sends fragmentation-needed or
+	// fragments above it; 0 means 1500).
+	MTU int
+	TX  Transmitter
 }
 
 // Config is what an Engine forwards with.
@@ -60,6 +66,9 @@ type Config struct {
 	// kernel's expire_nodest_conn sysctl; off by default, as there: the
 	// flows of a removed server keep going until they end).
 	ExpireNodestConn bool
+	// Ports holds FULLNAT's local ports. The connection table's OnRemove
+	// must call its Release. nil: FULLNAT connections are refused.
+	Ports *PortPools
 }
 
 // Engine is the data path: a set of workers sharing one service table and
@@ -77,25 +86,43 @@ func New(cfg Config) *Engine {
 // Worker forwards the frames of one receive ring. Its methods other than
 // Run and Stats must not be called while it runs.
 type Worker struct {
-	Name   string
-	e      *Engine
-	rx     Receiver
-	egress []Egress
+	Name    string
+	e       *Engine
+	rx      Receiver
+	egress  []Egress
+	ifindex int // the interface rx reads
+	in      int // index of that interface in egress
 
 	frames [BatchSize]afpacket.Frame
 	key    conntrack.Key // scratch for the frame being handled
 	tkey   conntrack.Key // scratch for its persistence template
-	dirty  []bool        // egress i has committed frames since its last flush
+	rkey   conntrack.Key // scratch for a reply key
+	ipID   uint16        // IP ID of the outer headers this worker writes
+	laddrN uint32        // round-robin over FULLNAT local addresses
+	opts   conntrack.InsertOpts[*service.Real]
+	dirty  []bool // egress i has committed frames since its last flush
 
-	counts [numReasons]atomic.Uint64
-	frameN atomic.Uint64
-	batchN atomic.Uint64
+	// scratch holds an outer IPIP packet being fragmented: the largest
+	// IPv4 packet and its outer header.
+	scratch []byte
+
+	counts      [numReasons]atomic.Uint64
+	frameN      atomic.Uint64
+	batchN      atomic.Uint64
+	icmpSent    atomic.Uint64 // ICMP errors gvs sent (time exceeded, fragmentation needed)
+	icmpRelayed atomic.Uint64 // ICMP errors about connections relayed
+	fragNeededN atomic.Uint64 // fragmentation-needed sent (TUN)
+	fragmented  atomic.Uint64 // outer packets sent in fragments (TUN)
+	segmented   atomic.Uint64 // super-frames cut into segments (TUN)
 }
 
-// AddWorker adds a worker that reads rx and can send on egress (one entry
-// per interface gvs serves, including rx's own). Call Run to start it.
-func (e *Engine) AddWorker(name string, rx Receiver, egress []Egress) *Worker {
-	w := &Worker{Name: name, e: e, rx: rx, egress: egress, dirty: make([]bool, len(egress))}
+// AddWorker adds a worker that reads rx, the receive ring of interface
+// ifindex, and can send on egress (one entry per interface gvs serves,
+// including ifindex itself). Call Run to start it.
+func (e *Engine) AddWorker(name string, ifindex int, rx Receiver, egress []Egress) *Worker {
+	w := &Worker{Name: name, e: e, rx: rx, egress: egress, ifindex: ifindex, dirty: make([]bool, len(egress)),
+		scratch: make([]byte, outerLen+0xffff)}
+	w.in = w.egressFor(ifindex)
 	e.workers = append(e.workers, w)
 	return w
 }
@@ -154,11 +181,18 @@ type Stats struct {
 	Batches uint64
 	// Verdicts counts frames by verdict.
 	Verdicts [numReasons]uint64
+	// ICMPSent counts the ICMP errors gvs sent, ICMPRelayed those about
+	// connections it passed on; FragNeeded, Fragmented and Segmented
+	// count TUN's fragmentation-needed errors, fragmented outer packets
+	// and super-frames it cut into segments.
+	ICMPSent, ICMPRelayed, FragNeeded, Fragmented, Segmented uint64
 }
 
 // Stats returns the worker's counters.
 func (w *Worker) Stats() Stats {
-	s := Stats{Frames: w.frameN.Load(), Batches: w.batchN.Load()}
+	s := Stats{Frames: w.frameN.Load(), Batches: w.batchN.Load(),
+		ICMPSent: w.icmpSent.Load(), ICMPRelayed: w.icmpRelayed.Load(), FragNeeded: w.fragNeededN.Load(),
+		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load()}
 	for i := range s.Verdicts {
 		s.Verdicts[i] = w.counts[i].Load()
 	}
@@ -172,6 +206,11 @@ func (e *Engine) Stats() Stats {
 		ws := w.Stats()
 		s.Frames += ws.Frames
 		s.Batches += ws.Batches
+		s.ICMPSent += ws.ICMPSent
+		s.ICMPRelayed += ws.ICMPRelayed
+		s.FragNeeded += ws.FragNeeded
+		s.Fragmented += ws.Fragmented
+		s.Segmented += ws.Segmented
 		for i := range s.Verdicts {
 			s.Verdicts[i] += ws.Verdicts[i]
 		}

@@ -154,7 +154,7 @@ func newRig(t *testing.T) *rig {
 		real(udp, "192.168.150.12"),
 	}, func(p *service.Plan) error {
 		for _, nr := range p.NewReals {
-			nr.Hop = r.hops[nr.Addr.String()]
+			nr.SetLink(&service.Link{Hop: r.hops[nr.Addr.String()]})
 		}
 		return nil
 	})
@@ -162,7 +162,7 @@ func newRig(t *testing.T) *rig {
 		t.Fatal(err)
 	}
 	e := New(Config{Services: r.services, Conns: r.conns})
-	r.w = e.AddWorker("test", nil, []Egress{{Ifindex: ifindex, MAC: directorMAC, TX: r.tx}})
+	r.w = e.AddWorker("test", ifindex, nil, []Egress{{Ifindex: ifindex, MAC: directorMAC, Addr: [4]byte{192, 168, 150, 1}, TX: r.tx}})
 	return r
 }
 
@@ -180,6 +180,22 @@ func (r *rig) send(f afpacket.Frame) Reason {
 	}
 	r.t.Fatal("no verdict counted")
 	return 0
+}
+
+// textbookChecksum is RFC 1071's Internet checksum, a 16-bit word at a
+// time: the tests' own, independent of internal/hdr.
+func textbookChecksum(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return ^uint16(s)
 }
 
 type nopRX struct{}
@@ -203,12 +219,18 @@ func TestDRRewrite(t *testing.T) {
 		t.Fatalf("sent %d frames with %d flushes, want 1 and 1", len(r.tx.sent), r.tx.flushes)
 	}
 	out := r.tx.sent[0]
-	// rr's first pick is the server added last: .13.
+	// rr's first pick is the server added last: .13. The MACs change, and
+	// the TTL drops by one (IPVS decrements it in every mode) with the
+	// header checksum following; nothing else changes.
 	want := append([]byte(nil), in...)
 	copy(want[0:6], rs13MAC[:])
 	copy(want[6:12], directorMAC[:])
+	want[hdr.EthernetLen+8]--
+	want[hdr.EthernetLen+10], want[hdr.EthernetLen+11] = 0, 0
+	c := textbookChecksum(want[hdr.EthernetLen : hdr.EthernetLen+20])
+	want[hdr.EthernetLen+10], want[hdr.EthernetLen+11] = byte(c>>8), byte(c)
 	if !bytes.Equal(out, want) {
-		t.Fatalf("DR output differs beyond the MACs:\n got %x\nwant %x", out, want)
+		t.Fatalf("DR output:\n got %x\nwant %x", out, want)
 	}
 	if r.tx.vnets[0] != (afpacket.VNetHdr{}) {
 		t.Errorf("vnet header %+v, want zero for a plain frame", r.tx.vnets[0])
@@ -404,7 +426,13 @@ func TestGROFrameGetsPartialChecksum(t *testing.T) {
 	pf := frame(s.build())
 	pf.VNet = afpacket.VNetHdr{Flags: afpacket.NeedsCsum, CsumStart: 34, CsumOffset: 16, GSOType: afpacket.GSOTCPv4, GSOSize: 1448}
 	r.send(pf)
-	if r.tx.vnets[2] != pf.VNet || !bytes.Equal(r.tx.sent[2][12:], pf.Data[12:]) {
+	// (Only the TTL and the IP header checksum differ past the MACs.)
+	got := append([]byte(nil), r.tx.sent[2][12:]...)
+	want := append([]byte(nil), pf.Data[12:]...)
+	for _, off := range []int{2 + 8, 2 + 10, 2 + 11} {
+		got[off], want[off] = 0, 0
+	}
+	if r.tx.vnets[2] != pf.VNet || !bytes.Equal(got, want) {
 		t.Fatalf("partial-checksum frame changed: %+v", r.tx.vnets[2])
 	}
 }
@@ -498,7 +526,7 @@ func TestPersistence(t *testing.T) {
 		{Kind: service.AddReal, Service: any, Real: service.RealSpec{Addr: netip.MustParseAddr("192.168.150.13"), Forward: service.Route, Weight: 1}},
 	}, func(p *service.Plan) error {
 		for _, nr := range p.NewReals {
-			nr.Hop = r.hops[nr.Addr.String()]
+			nr.SetLink(&service.Link{Hop: r.hops[nr.Addr.String()]})
 		}
 		return nil
 	})

@@ -20,7 +20,7 @@ import (
 // gopacket, checksums computed by gopacket.
 func oracleFrame(t testing.TB, r *rand.Rand, udp bool, flags uint8) []byte {
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(clientMAC[:]), DstMAC: net.HardwareAddr(directorMAC[:]), EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, TTL: uint8(1 + r.IntN(255)), Id: uint16(r.Uint32()), Flags: layers.IPv4DontFragment,
+	ip := &layers.IPv4{Version: 4, TTL: uint8(2 + r.IntN(254)), Id: uint16(r.Uint32()), Flags: layers.IPv4DontFragment,
 		SrcIP: net.IP(clientIP[:]), DstIP: net.IP(vip[:]), TOS: uint8(r.Uint32())}
 	payload := make([]byte, r.IntN(1400))
 	for i := range payload {
@@ -104,8 +104,19 @@ func TestDROracle(t *testing.T) {
 		if !bytes.Equal(eth.SrcMAC, directorMAC[:]) {
 			t.Fatalf("frame %d: source MAC %v, want the director's", i, eth.SrcMAC)
 		}
-		if !bytes.Equal(out[12:], in[12:]) {
-			t.Fatalf("frame %d: DR changed bytes beyond the MACs", i)
+		ipOut := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		pin := gopacket.NewPacket(in, layers.LayerTypeEthernet, gopacket.Default)
+		ipIn := pin.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ipOut.TTL != ipIn.TTL-1 {
+			t.Fatalf("frame %d: TTL %d, want %d", i, ipOut.TTL, ipIn.TTL-1)
+		}
+		// Beyond the MACs, only the TTL and the header checksum change.
+		a, b := append([]byte(nil), out[12:]...), append([]byte(nil), in[12:]...)
+		for _, off := range []int{2 + 8, 2 + 10, 2 + 11} {
+			a[off], b[off] = 0, 0
+		}
+		if !bytes.Equal(a, b) {
+			t.Fatalf("frame %d: DR changed bytes beyond the MACs, TTL and IP checksum", i)
 		}
 		if !checksumsValid(t, out) {
 			t.Fatalf("frame %d: checksums not valid after DR", i)

@@ -17,34 +17,40 @@ const (
 	Malformed // IPv4, TCP or UDP header that does not hold together
 
 	// Dropped (to a virtual service, but not forwarded).
-	Truncated  // longer than a receive slot
-	NoConn     // a TCP packet other than SYN with no connection entry
-	NoDest     // the scheduler found no available real server
-	DestGone   // the connection's real server was removed (ExpireNodestConn)
-	Unresolved // the real server's MAC address is not known (ARP)
-	NoEgress   // the real server is on an interface this worker cannot send on
-	TableFull  // the connection table is full
-	TxFull     // no free transmit slot
+	Truncated   // longer than a receive slot
+	NoConn      // a TCP packet other than SYN with no connection entry
+	NoDest      // the scheduler found no available real server
+	DestGone    // the connection's real server was removed (ExpireNodestConn)
+	Unresolved  // the real server's MAC address is not known (ARP)
+	NoEgress    // the real server is on an interface this worker cannot send on
+	TableFull   // the connection table is full
+	TxFull      // no free transmit slot
+	TTLExceeded // the packet would leave with TTL 0 (ICMP time exceeded sent)
+	FragNeeded  // TUN: too big for the egress MTU with DF set (ICMP fragmentation needed sent)
+	NoLocalPort // FULLNAT: no local address or port free
 
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	Forwarded:  "forwarded",
-	NotHost:    "not_host",
-	NotIPv4:    "not_ipv4",
-	NotOurs:    "not_ours",
-	Fragment:   "fragment",
-	VLAN:       "vlan",
-	Malformed:  "malformed",
-	Truncated:  "truncated",
-	NoConn:     "no_conn",
-	NoDest:     "no_dest",
-	DestGone:   "dest_removed",
-	Unresolved: "arp_unresolved",
-	NoEgress:   "no_egress",
-	TableFull:  "table_full",
-	TxFull:     "tx_full",
+	Forwarded:   "forwarded",
+	NotHost:     "not_host",
+	NotIPv4:     "not_ipv4",
+	NotOurs:     "not_ours",
+	Fragment:    "fragment",
+	VLAN:        "vlan",
+	Malformed:   "malformed",
+	Truncated:   "truncated",
+	NoConn:      "no_conn",
+	NoDest:      "no_dest",
+	DestGone:    "dest_removed",
+	Unresolved:  "arp_unresolved",
+	NoEgress:    "no_egress",
+	TableFull:   "table_full",
+	TxFull:      "tx_full",
+	TTLExceeded: "ttl_exceeded",
+	FragNeeded:  "frag_needed",
+	NoLocalPort: "no_local_port",
 }
 
 // String returns the reason's name, as used in logs and metrics.
