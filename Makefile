@@ -10,9 +10,11 @@ all: build
 build:
 	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
 
-# The seed notes' LVS-DR lab in network namespaces, step by step.
+# The seed notes' LVS lab in network namespaces, step by step
+# (MODE=dr, the notes' lab, by default; or nat, tun, fullnat).
+MODE ?= dr
 demo: build
-	$(BIN)/gvs demo --gvsadm $(BIN)/gvsadm
+	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm
 
 # Every test. As root (CI runs as root with CI=true) the namespace tests run;
 # without root they skip, and under CI=true they fail instead.

@@ -253,6 +253,9 @@
 //	version          string    gvs's version
 //	ipvs_version     string    the IPVS version gvs follows ("1.2.1")
 //	conn_table_size  integer   the connection table's size (ipvsadm's "size=N")
+//	counters         object    the daemon's counters by name ("frames", "verdict.forwarded",
+//	                           "verdict.no_dest", "icmp.sent", "tunnel.frag_needed", "conns.evicted",
+//	                           "arp.failures", ...): stable names, values that only grow
 //
 // Error:
 //

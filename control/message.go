@@ -244,4 +244,8 @@ type Info struct {
 	// ConnTableSize is the bucket count of the connection table, which
 	// ipvsadm prints as "size=N".
 	ConnTableSize int `json:"conn_table_size"`
+	// Counters are the daemon's own counters by name (frames by verdict,
+	// ICMP errors sent, connection-table and ARP events), for
+	// diagnostics and tests; names are stable, values only grow.
+	Counters map[string]uint64 `json:"counters,omitempty"`
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gvs-project/gvs/arp"
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/control"
+	"github.com/gvs-project/gvs/forward"
 	"github.com/gvs-project/gvs/ingress"
 	"github.com/gvs-project/gvs/service"
 )
@@ -20,7 +21,8 @@ import (
 func (d *Director) Handle(req *control.Request) *control.Reply {
 	switch req.Op {
 	case control.OpInfo:
-		return &control.Reply{Info: &control.Info{Version: Version, IPVSVersion: IPVSVersion, ConnTableSize: d.conns.Size()}}
+		return &control.Reply{Info: &control.Info{Version: Version, IPVSVersion: IPVSVersion,
+			ConnTableSize: d.conns.Size(), Counters: d.counters()}}
 	case control.OpList:
 		return d.list(req)
 	case control.OpConns:
@@ -470,6 +472,34 @@ func (d *Director) list(req *control.Request) *control.Reply {
 		return errorReply(control.CodeNoService, -1, fmt.Sprintf("no such service: %v", *only))
 	}
 	return &control.Reply{Services: out}
+}
+
+// counters gathers the daemon's counters for OpInfo.
+func (d *Director) counters() map[string]uint64 {
+	c := map[string]uint64{}
+	es := d.engine.Stats()
+	c["frames"] = es.Frames
+	c["batches"] = es.Batches
+	for _, r := range forward.Reasons() {
+		c["verdict."+r.String()] = es.Verdicts[r]
+	}
+	c["icmp.sent"] = es.ICMPSent
+	c["icmp.relayed"] = es.ICMPRelayed
+	c["tunnel.frag_needed"] = es.FragNeeded
+	c["tunnel.fragmented"] = es.Fragmented
+	c["tunnel.segmented"] = es.Segmented
+	cs := d.conns.Stats()
+	c["conns.entries"] = uint64(cs.Entries)
+	c["conns.created"] = cs.Created
+	c["conns.expired"] = cs.Expired
+	c["conns.evicted"] = cs.Evicted
+	c["conns.full"] = cs.Full
+	as := d.resolver.Stats()
+	c["arp.requests_sent"] = as.RequestsSent
+	c["arp.answers_sent"] = as.AnswersSent
+	c["arp.failures"] = as.Failures
+	c["arp.drops"] = as.Drops
+	return c
 }
 
 // expires is the seconds left before an entry expires, as the kernel

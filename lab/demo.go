@@ -18,7 +18,9 @@ import (
 
 // DemoConfig configures Demo.
 type DemoConfig struct {
-	Out io.Writer
+	// Mode is the forwarding method to show (default DR, the notes' lab).
+	Mode Mode
+	Out  io.Writer
 	// Keep leaves the lab up after the walk-through, until ctx is done.
 	Keep bool
 	// Gvs and Gvsadm are the binaries (default: this executable, and
@@ -26,6 +28,17 @@ type DemoConfig struct {
 	Gvs, Gvsadm string
 	// Prefix names the namespaces (default gvsdemo<pid>).
 	Prefix string
+}
+
+// demoTitles introduce each mode's demo.
+var demoTitles = map[Mode]string{
+	DR: "the LVS-DR lab of the seed notes, in network namespaces on this machine.",
+	NAT: "LVS-NAT: the real servers on their own subnet behind the director, their default gateway;\n" +
+		"the director rewrites the destination on the way in (D-NAT, port 80 to 8080) and the source on the way out (S-NAT).",
+	TUN: "LVS-TUN: the real servers behind a router; the director wraps each packet in IPIP,\n" +
+		"the real servers unwrap it and answer the client directly, from the VIP.",
+	FullNAT: "FULLNAT (gvs, as DPVS): both addresses rewritten, so the real servers need no route back:\n" +
+		"they see the director's local address 192.168.30.200, never the client.",
 }
 
 // Requests is how many HTTP requests the demo makes from the client.
@@ -64,10 +77,16 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 		cfg.Prefix = fmt.Sprintf("gvsdemo%d", os.Getpid())
 	}
 	removeStaleDemos(out)
+	if cfg.Mode == "" {
+		cfg.Mode = DR
+	}
+	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return err
+	}
 
-	fmt.Fprintf(out, "gvs demo: the LVS-DR lab of the seed notes, in network namespaces on this machine.\n")
+	fmt.Fprintf(out, "gvs demo: %s\n", demoTitles[cfg.Mode])
 	fmt.Fprintf(out, "Every line starting with \"host# \" is a command run on that machine.\n")
-	l, err := New(ctx, Config{Prefix: cfg.Prefix, Out: out, VIPOnDirector: true, Gvs: cfg.Gvs, Gvsadm: cfg.Gvsadm})
+	l, err := New(ctx, Config{Mode: cfg.Mode, Prefix: cfg.Prefix, Out: out, VIPOnDirector: true, Gvs: cfg.Gvs, Gvsadm: cfg.Gvsadm})
 	if err != nil {
 		return err
 	}
@@ -86,14 +105,13 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	}
 
 	l.step("node01: the notes' ipvsadm commands, with gvsadm")
-	svc := VIP.String() + ":80"
-	for _, args := range [][]string{
-		{"-A", "-t", svc, "-s", "rr"},
-		{"-ln"},
-		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"},
-		{"-ln"},
-		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
-	} {
+	cmds := l.ServiceCommands("-t", "rr")
+	if cfg.Mode == DR || cfg.Mode == "" {
+		// As the notes run them: a listing after the service and after
+		// the first server.
+		cmds = [][]string{cmds[0], {"-ln"}, cmds[1], {"-ln"}, cmds[2]}
+	}
+	for _, args := range cmds {
 		if _, err := l.Gvsadm(ctx, args...); err != nil {
 			return err
 		}
@@ -126,18 +144,22 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 		l.printf("client: connection %s -> %s: %s (kept open)\n", c.LocalAddr(), c.RemoteAddr(), ans)
 	}
 	sockets := map[string]int{}
+	peer := ClientIP
+	if cfg.Mode == FullNAT {
+		peer = LocalAddr // the real servers see gvs's local address, not the client
+	}
 	for _, h := range []*Host{l.Director, l.Reals[0], l.Reals[1]} {
 		o, err := l.Output(ctx, h.NS, nil, "ss", "-tn", "state", "established")
 		if err != nil {
 			return err
 		}
-		sockets[h.Role] = strings.Count(o, ClientIP.String()+":")
+		sockets[h.Role] = strings.Count(o, peer.String()+":")
 	}
 	if sockets["node01"] != 0 {
 		return fmt.Errorf("node01 holds %d TCP sockets with the client: the director's kernel took the connections", sockets["node01"])
 	}
 	if sockets["node02"]+sockets["node03"] < 2 {
-		return fmt.Errorf("the real servers hold %d connections with the client, want the 2 open ones", sockets["node02"]+sockets["node03"])
+		return fmt.Errorf("the real servers hold %d connections with %v, want the 2 open ones", sockets["node02"]+sockets["node03"], peer)
 	}
 	l.printf("=> node01 holds no socket for the connections; node02 and node03 do: the director only forwards frames.\n")
 
@@ -145,13 +167,17 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	if _, err := l.Gvsadm(ctx, "-Lnc"); err != nil {
 		return err
 	}
-	l.printf("=> ESTABLISHED: the open connections; FIN_WAIT: the finished ones (gvs saw the client's FIN).\n")
+	if cfg.Mode == NAT || cfg.Mode == FullNAT {
+		l.printf("=> ESTABLISHED: the open connections; TIME_WAIT: the finished ones (in NAT gvs sees both sides close).\n")
+	} else {
+		l.printf("=> ESTABLISHED: the open connections; FIN_WAIT: the finished ones (gvs sees only the client's packets: its FIN).\n")
+	}
 	l.printf("   A connection stuck in SYN_RECV would mean the director saw the SYN but the real server path is broken.\n")
 	if _, err := l.Gvsadm(ctx, "-Ln"); err != nil {
 		return err
 	}
 
-	if err := checkAlternating(answers); err != nil {
+	if err := checkAlternating(answers, l.RealAddrs()); err != nil {
 		return err
 	}
 	l.step("Result")
@@ -193,8 +219,11 @@ func (l *Lab) demoRequests(ctx context.Context) ([]string, error) {
 
 // checkAlternating checks that every answer came and that they alternate
 // between the two real servers.
-func checkAlternating(answers []string) error {
-	want := map[string]bool{"from " + RIPs[0].String(): true, "from " + RIPs[1].String(): true}
+func checkAlternating(answers []string, reals []netip.Addr) error {
+	want := map[string]bool{}
+	for _, a := range reals {
+		want["from "+a.String()] = true
+	}
 	for i, a := range answers {
 		if !want[a] {
 			return fmt.Errorf("request %d was answered %q, not by a real server", i+1, a)

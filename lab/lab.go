@@ -47,13 +47,70 @@ var (
 	RIPs     = []netip.Addr{netip.MustParseAddr("192.168.150.12"), netip.MustParseAddr("192.168.150.13")}
 )
 
-// Prefix is the length of the lab's subnet, 192.168.150.0/24.
+// Prefix is the length of the lab's subnets (192.168.150.0/24 and the
+// real servers' second subnet).
 const Prefix = 24
 
-// Host is one machine of the lab: a network namespace with eth0 on the
-// bridge.
+// Mode is a forwarding method, and the topology its lab has.
+type Mode string
+
+// The labs. DR is the seed notes' lab; the others follow the notes'
+// descriptions of each method.
+const (
+	// DR: the real servers on the director's LAN (192.168.150.0/24),
+	// the VIP on their loopback.
+	DR Mode = "dr"
+	// NAT: the real servers on a second subnet, 192.168.10.0/24, behind
+	// the director (node01's eth1, 192.168.10.1), their default gateway;
+	// they serve on port 8080, which NAT maps the VIP's port 80 to.
+	NAT Mode = "nat"
+	// TUN: the real servers on another subnet, 192.168.20.0/24, behind a
+	// router (192.168.150.254 on the client's LAN, 192.168.20.1, and
+	// 192.168.40.254 on its own link to the director's eth1,
+	// 192.168.40.1); they decapsulate IPIP with gvs realserver --tun and
+	// answer the client through the router.
+	TUN Mode = "tun"
+	// FullNAT: the real servers on a second subnet, 192.168.30.0/24,
+	// with no route back to the client at all; gvs sends from its local
+	// address 192.168.30.200.
+	FullNAT Mode = "fullnat"
+)
+
+// Modes lists the labs.
+var Modes = []Mode{DR, NAT, TUN, FullNAT}
+
+// ParseMode checks a mode's name.
+func ParseMode(s string) (Mode, error) {
+	for _, m := range Modes {
+		if string(m) == s {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("unknown mode %q: one of dr, nat, tun, fullnat", s)
+}
+
+// LocalAddr is FULLNAT's local address in the FullNAT lab.
+var LocalAddr = netip.MustParseAddr("192.168.30.200")
+
+// realNet is the real servers' subnet of each mode (its .1 is the
+// director's or the router's address there, .12 and .13 the servers').
+var realNet = map[Mode][3]byte{DR: {192, 168, 150}, NAT: {192, 168, 10}, TUN: {192, 168, 20}, FullNAT: {192, 168, 30}}
+
+func addrIn(net [3]byte, host byte) netip.Addr {
+	return netip.AddrFrom4([4]byte{net[0], net[1], net[2], host})
+}
+
+// RealPort is the port the real servers serve the VIP's port 80 on.
+func (m Mode) RealPort() uint16 {
+	if m == NAT {
+		return 8080
+	}
+	return 80
+}
+
+// Host is one machine of the lab: a network namespace.
 type Host struct {
-	Role string // client, node01, node02, node03
+	Role string // client, node01, node02, node03, router, switch, switch2
 	NS   string // network namespace name
 	Addr netip.Addr
 	MAC  string
@@ -61,6 +118,8 @@ type Host struct {
 
 // Config configures a lab.
 type Config struct {
+	// Mode is the forwarding method whose topology to build (default DR).
+	Mode Mode
 	// Prefix makes the lab's namespace names unique ("gvsdemo1234"
 	// gives gvsdemo1234-node01 and so on).
 	Prefix string
@@ -73,6 +132,9 @@ type Config struct {
 	VIPOnDirector bool
 	// IPForward sets net.ipv4.ip_forward=1 on node01.
 	IPForward bool
+	// DirectorMTU, if set, is the MTU of node01's eth0 (the TUN lab
+	// tests fragmentation-needed with it).
+	DirectorMTU int
 	// Gvs and Gvsadm are the binaries to run.
 	Gvs, Gvsadm string
 	// Socket is gvs's control socket (default: under os.TempDir()).
@@ -82,17 +144,20 @@ type Config struct {
 // Lab is a running lab.
 type Lab struct {
 	cfg      Config
-	Switch   *Host
+	Switches []*Host // the client's LAN, and the real servers' for NAT, TUN, FullNAT
 	Client   *Host
 	Director *Host
+	Router   *Host // TUN only
 	Reals    []*Host
 
 	mu      sync.Mutex
 	servers []*http.Server
+	udp     []net.PacketConn
 	gvs     *exec.Cmd
 	gvsDone chan struct{} // closed when gvs has exited
 	gvsErr  error         // its exit status, once gvsDone is closed
 	gvsLog  *bytes.Buffer
+	bg      []*exec.Cmd // gvs realserver --tun
 	closed  bool
 	made    []string // namespaces created
 }
@@ -104,10 +169,28 @@ func macOf(a netip.Addr) string {
 	return fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", b[0], b[1], b[2], b[3])
 }
 
-// New builds the lab's network: namespaces, bridge, links and addresses,
-// and configures the real servers as the notes do. It does not start gvs
-// or the HTTP servers (see StartServers and StartGvs).
+// Mode returns the lab's mode.
+func (l *Lab) Mode() Mode { return l.cfg.Mode }
+
+// RealAddrs returns the real servers' addresses.
+func (l *Lab) RealAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, h := range l.Reals {
+		out = append(out, h.Addr)
+	}
+	return out
+}
+
+// New builds the lab's network: namespaces, bridges, links and
+// addresses, and prepares the real servers for the mode. It does not
+// start gvs or the HTTP servers (see StartServers and StartGvs).
 func New(ctx context.Context, cfg Config) (l *Lab, err error) {
+	if cfg.Mode == "" {
+		cfg.Mode = DR
+	}
+	if _, err := ParseMode(string(cfg.Mode)); err != nil {
+		return nil, err
+	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("gvslab%d", os.Getpid())
 	}
@@ -120,15 +203,27 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 			l.Close()
 		}
 	}()
+	mode := cfg.Mode
 	host := func(role string, addr netip.Addr) *Host {
-		return &Host{Role: role, NS: cfg.Prefix + "-" + role, Addr: addr, MAC: macOf(addr)}
+		h := &Host{Role: role, NS: cfg.Prefix + "-" + role, Addr: addr}
+		if addr.IsValid() {
+			h.MAC = macOf(addr)
+		}
+		return h
 	}
-	l.Switch = &Host{Role: "switch", NS: cfg.Prefix + "-switch"}
+	rn := realNet[mode]
+	l.Switches = []*Host{host("switch", netip.Addr{})}
+	if mode != DR {
+		l.Switches = append(l.Switches, host("switch2", netip.Addr{}))
+	}
 	l.Client = host("client", ClientIP)
 	l.Director = host("node01", DIP)
-	l.Reals = []*Host{host("node02", RIPs[0]), host("node03", RIPs[1])}
+	l.Reals = []*Host{host("node02", addrIn(rn, 12)), host("node03", addrIn(rn, 13))}
+	if mode == TUN {
+		l.Router = host("router", netip.MustParseAddr("192.168.150.254"))
+	}
 
-	l.step("Create the machines: one network namespace each, and one for the switch")
+	l.step(fmt.Sprintf("Create the machines of the %s lab: one network namespace each, and one per switch", strings.ToUpper(string(mode))))
 	for _, h := range l.hosts(true) {
 		if err := l.sh(ctx, "", "ip", "netns", "add", h.NS); err != nil {
 			return nil, err
@@ -138,46 +233,91 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 			return nil, err
 		}
 	}
-	l.step("The switch: a bridge (its netfilter hooks off, as on a plain switch)")
-	for _, args := range [][]string{
-		{"ip", "link", "add", "br0", "type", "bridge"},
-		{"ip", "link", "set", "br0", "up"},
-	} {
-		if err := l.sh(ctx, l.Switch.NS, args...); err != nil {
+	l.step("The switches: a bridge each (netfilter hooks off, as on a plain switch)")
+	for _, sw := range l.Switches {
+		for _, args := range [][]string{
+			{"ip", "link", "add", "br0", "type", "bridge"},
+			{"ip", "link", "set", "br0", "up"},
+		} {
+			if err := l.sh(ctx, sw.NS, args...); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.sysctlIfPresent(ctx, sw.NS, "net/bridge/bridge-nf-call-iptables", "0"); err != nil {
 			return nil, err
 		}
 	}
-	if err := l.sysctlIfPresent(ctx, l.Switch.NS, "net/bridge/bridge-nf-call-iptables", "0"); err != nil {
+	lanA, lanB := l.Switches[0], l.Switches[len(l.Switches)-1]
+	l.step("Cable the machines to the switches, with the notes' addresses")
+	cable := func(h *Host, dev string, sw *Host, addr netip.Addr) error {
+		return l.cable(ctx, h, dev, sw, addr)
+	}
+	if err := cable(l.Client, "eth0", lanA, ClientIP); err != nil {
 		return nil, err
 	}
-	l.step("Cable every machine's eth0 to the switch, with the notes' addresses")
-	for _, h := range l.hosts(false) {
-		tmp := "gvs" + strconv.Itoa(os.Getpid()%100000) + h.Role[len(h.Role)-2:]
-		for _, args := range [][]string{
-			{"ip", "link", "add", tmp, "netns", h.NS, "address", h.MAC, "type", "veth", "peer", "name", h.Role, "netns", l.Switch.NS},
-		} {
-			if err := l.sh(ctx, "", args...); err != nil {
-				return nil, err
-			}
-		}
-		for _, args := range [][]string{
-			{"ip", "link", "set", tmp, "name", "eth0"},
-			{"ip", "addr", "add", h.Addr.String() + "/" + strconv.Itoa(Prefix), "dev", "eth0"},
-			{"ip", "link", "set", "eth0", "up"},
-		} {
-			if err := l.sh(ctx, h.NS, args...); err != nil {
-				return nil, err
-			}
-		}
-		for _, args := range [][]string{
-			{"ip", "link", "set", h.Role, "master", "br0"},
-			{"ip", "link", "set", h.Role, "up"},
-		} {
-			if err := l.sh(ctx, l.Switch.NS, args...); err != nil {
-				return nil, err
-			}
+	if err := cable(l.Director, "eth0", lanA, DIP); err != nil {
+		return nil, err
+	}
+	for _, h := range l.Reals {
+		if err := cable(h, "eth0", lanB, h.Addr); err != nil {
+			return nil, err
 		}
 	}
+	switch mode {
+	case NAT, FullNAT:
+		if err := cable(l.Director, "eth1", lanB, addrIn(rn, 1)); err != nil {
+			return nil, err
+		}
+	case TUN:
+		if err := cable(l.Router, "eth0", lanA, l.Router.Addr); err != nil {
+			return nil, err
+		}
+		if err := cable(l.Router, "eth1", lanB, addrIn(rn, 1)); err != nil {
+			return nil, err
+		}
+		// The director's own link to the router, towards the real
+		// servers (its MTU can be made smaller than the clients').
+		if err := l.wire(ctx, l.Director, "eth1", tunnelLinkDirector, l.Router, "eth2", tunnelLinkRouter); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.DirectorMTU != 0 {
+		dev := l.GvsInterfaces()[len(l.GvsInterfaces())-1]
+		if err := l.sh(ctx, l.Director.NS, "ip", "link", "set", dev, "mtu", strconv.Itoa(cfg.DirectorMTU)); err != nil {
+			return nil, err
+		}
+	}
+
+	switch mode {
+	case NAT:
+		l.step("node02, node03: the director is their default gateway (LVS-NAT needs the replies to come back through it)")
+		for _, h := range l.Reals {
+			if err := l.sh(ctx, h.NS, "ip", "route", "add", "default", "via", addrIn(rn, 1).String()); err != nil {
+				return nil, err
+			}
+		}
+	case TUN:
+		l.step("The router between the LANs, and the routes through it (LVS-TUN works across routers)")
+		for _, args := range [][]string{
+			{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+			{"sysctl", "-qw", "net.ipv4.conf.all.rp_filter=0"},
+		} {
+			if err := l.sh(ctx, l.Router.NS, args...); err != nil {
+				return nil, err
+			}
+		}
+		if err := l.sh(ctx, l.Director.NS, "ip", "route", "add", addrIn(rn, 0).String()+"/24", "via", tunnelLinkRouter.String()); err != nil {
+			return nil, err
+		}
+		for _, h := range l.Reals {
+			if err := l.sh(ctx, h.NS, "ip", "route", "add", "default", "via", addrIn(rn, 1).String()); err != nil {
+				return nil, err
+			}
+		}
+	case FullNAT:
+		l.step("node02, node03: no route to the client at all; they answer FULLNAT's local address, on their own LAN")
+	}
+
 	if cfg.VIPOnDirector {
 		l.step("node01: the VIP on the director's interface, as the notes do (ifconfig eth0:8 192.168.150.100/24)")
 		if err := l.sh(ctx, l.Director.NS, "ip", "addr", "add", VIP.String()+"/24", "dev", "eth0", "label", "eth0:8"); err != nil {
@@ -191,22 +331,163 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 			return nil, err
 		}
 	}
-	l.step("node02, node03: hide the VIP on lo and keep quiet about it in ARP (gvs realserver does the notes' echo/ifconfig lines)")
-	for _, h := range l.Reals {
-		if err := l.sh(ctx, h.NS, cfg.Gvs, "realserver", "--vip", VIP.String(), "--dev", "eth0"); err != nil {
-			return nil, err
+	switch mode {
+	case DR:
+		l.step("node02, node03: hide the VIP on lo and keep quiet about it in ARP (gvs realserver does the notes' echo/ifconfig lines)")
+		for _, h := range l.Reals {
+			if err := l.sh(ctx, h.NS, cfg.Gvs, "realserver", "--vip", VIP.String(), "--dev", "eth0"); err != nil {
+				return nil, err
+			}
+		}
+	case TUN:
+		l.step("node02, node03: unwrap the director's IPIP packets and answer from the VIP (this kernel has no ipip module: gvs realserver --tun does it in user space)")
+		for _, h := range l.Reals {
+			if err := l.startTunnel(ctx, h); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return l, nil
 }
 
-// hosts returns the lab's hosts, with the switch first if asked.
-func (l *Lab) hosts(withSwitch bool) []*Host {
-	hs := []*Host{l.Client, l.Director, l.Reals[0], l.Reals[1]}
-	if withSwitch {
-		hs = append([]*Host{l.Switch}, hs...)
+// cable connects h's interface dev to switch sw with a veth pair, and
+// gives it addr/24 and a MAC derived from addr.
+func (l *Lab) cable(ctx context.Context, h *Host, dev string, sw *Host, addr netip.Addr) error {
+	port := h.Role
+	if dev != "eth0" {
+		port = h.Role + "-" + dev
 	}
-	return hs
+	tmp := fmt.Sprintf("gvs%d%s", os.Getpid()%100000, strings.ReplaceAll(port, "node", "n"))
+	if len(tmp) > 15 {
+		tmp = tmp[:15]
+	}
+	if err := l.sh(ctx, "", "ip", "link", "add", tmp, "netns", h.NS, "address", macOf(addr), "type", "veth",
+		"peer", "name", port, "netns", sw.NS); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "set", tmp, "name", dev},
+		{"ip", "addr", "add", addr.String() + "/" + strconv.Itoa(Prefix), "dev", dev},
+		{"ip", "link", "set", dev, "up"},
+	} {
+		if err := l.sh(ctx, h.NS, args...); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "set", port, "master", "br0"},
+		{"ip", "link", "set", port, "up"},
+	} {
+		if err := l.sh(ctx, sw.NS, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// The TUN lab's link between the director's eth1 and the router.
+var (
+	tunnelLinkDirector = netip.MustParseAddr("192.168.40.1")
+	tunnelLinkRouter   = netip.MustParseAddr("192.168.40.254")
+)
+
+// wire connects a's interface aDev and b's bDev with a veth pair.
+func (l *Lab) wire(ctx context.Context, a *Host, aDev string, aAddr netip.Addr, b *Host, bDev string, bAddr netip.Addr) error {
+	tmp := fmt.Sprintf("gvs%dw%s", os.Getpid()%100000, aDev)
+	if err := l.sh(ctx, "", "ip", "link", "add", tmp, "netns", a.NS, "address", macOf(aAddr), "type", "veth",
+		"peer", "name", bDev, "netns", b.NS, "address", macOf(bAddr)); err != nil {
+		return err
+	}
+	for _, args := range [][]string{
+		{"ip", "link", "set", tmp, "name", aDev},
+		{"ip", "addr", "add", aAddr.String() + "/" + strconv.Itoa(Prefix), "dev", aDev},
+		{"ip", "link", "set", aDev, "up"},
+	} {
+		if err := l.sh(ctx, a.NS, args...); err != nil {
+			return err
+		}
+	}
+	for _, args := range [][]string{
+		{"ip", "addr", "add", bAddr.String() + "/" + strconv.Itoa(Prefix), "dev", bDev},
+		{"ip", "link", "set", bDev, "up"},
+	} {
+		if err := l.sh(ctx, b.NS, args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startTunnel starts gvs realserver --tun on a real server and waits for
+// its TUN device.
+func (l *Lab) startTunnel(ctx context.Context, h *Host) error {
+	args := []string{"netns", "exec", h.NS, l.cfg.Gvs, "realserver", "--vip", VIP.String(), "--tun", "--dev", "eth0"}
+	l.printf("%s%s realserver --vip %s --tun --dev eth0 &\n", l.prompt(h.NS), l.cfg.Gvs, VIP)
+	cmd := exec.Command("ip", args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	l.bg = append(l.bg, cmd)
+	l.mu.Unlock()
+	deadline := time.Now().Add(15 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := exec.CommandContext(ctx, "ip", "netns", "exec", h.NS, "ip", "link", "show", "gvstun0").Run(); err == nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s: gvs realserver --tun did not bring up gvstun0 within 15 s", h.Role)
+}
+
+// GvsInterfaces are the interfaces gvs serves on node01 in the lab.
+func (l *Lab) GvsInterfaces() []string {
+	if l.cfg.Mode == DR {
+		return []string{"eth0"}
+	}
+	return []string{"eth0", "eth1"}
+}
+
+// ServiceCommands are the gvsadm commands that set up the lab's service:
+// the VIP's port 80 over both real servers, with the mode's forwarding
+// method (and for FULLNAT a local address).
+//
+// proto is "-t" (TCP, the web servers) or "-u" (UDP, their echo
+// servers on the same port).
+func (l *Lab) ServiceCommands(proto, sched string) [][]string {
+	svc := VIP.String() + ":80"
+	cmds := [][]string{{"-A", proto, svc, "-s", sched}}
+	for _, h := range l.Reals {
+		switch l.cfg.Mode {
+		case DR:
+			cmds = append(cmds, []string{"-a", proto, svc, "-r", h.Addr.String(), "-g", "-w", "1"})
+		case NAT:
+			cmds = append(cmds, []string{"-a", proto, svc, "-r", h.Addr.String() + ":8080", "-m", "-w", "1"})
+		case TUN:
+			cmds = append(cmds, []string{"-a", proto, svc, "-r", h.Addr.String(), "-i", "-w", "1"})
+		case FullNAT:
+			cmds = append(cmds, []string{"-a", proto, svc, "-r", h.Addr.String() + ":80", "--fullnat", "-w", "1"})
+		}
+	}
+	if l.cfg.Mode == FullNAT {
+		cmds = append(cmds, []string{"-P", proto, svc, "-z", LocalAddr.String()})
+	}
+	return cmds
+}
+
+// hosts returns the lab's hosts, with the switches first if asked.
+func (l *Lab) hosts(withSwitches bool) []*Host {
+	var hs []*Host
+	if withSwitches {
+		hs = append(hs, l.Switches...)
+	}
+	hs = append(hs, l.Client, l.Director)
+	if l.Router != nil {
+		hs = append(hs, l.Router)
+	}
+	return append(hs, l.Reals...)
 }
 
 // Socket returns gvs's control socket path.
@@ -292,24 +573,56 @@ func (l *Lab) sysctlIfPresent(ctx context.Context, ns, key, value string) error 
 // bytes; POST /sum answers with the SHA-256 of the body. They run in this
 // process, on sockets that live in the real servers' namespaces.
 func (l *Lab) StartServers() error {
-	l.step("node02, node03: start the web servers (the notes' httpd, answering \"from 192.168.150.1x\")")
+	port := l.cfg.Mode.RealPort()
+	l.step(fmt.Sprintf("node02, node03: start the web servers on port %d (the notes' httpd, answering \"from <its address>\")", port))
 	for _, h := range l.Reals {
 		var ln net.Listener
 		if err := netns.Do(h.NS, func() error {
 			var err error
-			ln, err = net.Listen("tcp4", ":80")
+			ln, err = net.Listen("tcp4", fmt.Sprintf(":%d", port))
 			return err
 		}); err != nil {
-			return fmt.Errorf("%s: listening on :80: %w", h.Role, err)
+			return fmt.Errorf("%s: listening on :%d: %w", h.Role, port, err)
 		}
 		srv := &http.Server{Handler: handler("from " + h.Addr.String()), ReadHeaderTimeout: 10 * time.Second}
 		l.mu.Lock()
 		l.servers = append(l.servers, srv)
 		l.mu.Unlock()
 		go srv.Serve(ln)
-		l.printf("%shttpd listening on *:80, index.html: from %s\n", l.prompt(h.NS), h.Addr)
+		l.printf("%shttpd listening on *:%d, index.html: from %s\n", l.prompt(h.NS), port, h.Addr)
+		// A UDP server answers from the address it is bound to: in DR
+		// and TUN the client asked the VIP, so the echo server binds the
+		// VIP (on the real server's lo), as a DR UDP service must.
+		bind := ""
+		if l.cfg.Mode == DR || l.cfg.Mode == TUN {
+			bind = VIP.String()
+		}
+		var pc net.PacketConn
+		if err := netns.Do(h.NS, func() error {
+			var err error
+			pc, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", bind, port))
+			return err
+		}); err != nil {
+			return fmt.Errorf("%s: listening on udp :%d: %w", h.Role, port, err)
+		}
+		l.mu.Lock()
+		l.udp = append(l.udp, pc)
+		l.mu.Unlock()
+		go udpEcho(pc, "from "+h.Addr.String())
 	}
 	return nil
+}
+
+// udpEcho answers each datagram with "<name>: <datagram>".
+func udpEcho(pc net.PacketConn, name string) {
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		pc.WriteTo(append([]byte(name+": "), buf[:n]...), from)
+	}
 }
 
 // handler is a real server's web server.
@@ -357,9 +670,14 @@ func (p *Pattern) Read(b []byte) (int, error) {
 // StartGvs starts gvs on node01's eth0 and waits until its control
 // socket answers.
 func (l *Lab) StartGvs(ctx context.Context, extra ...string) error {
-	l.step("node01: start the director, gvs, on eth0")
-	args := append([]string{"netns", "exec", l.Director.NS, l.cfg.Gvs, "-i", "eth0", "--socket", l.cfg.Socket}, extra...)
-	l.printf("%s%s -i eth0 --socket %s %s&\n", l.prompt(l.Director.NS), l.cfg.Gvs, l.cfg.Socket, strings.Join(extra, " "))
+	var ifs []string
+	for _, i := range l.GvsInterfaces() {
+		ifs = append(ifs, "-i", i)
+	}
+	l.step("node01: start the director, gvs, on " + strings.Join(l.GvsInterfaces(), " and "))
+	args := append(append([]string{"netns", "exec", l.Director.NS, l.cfg.Gvs}, ifs...), "--socket", l.cfg.Socket)
+	args = append(args, extra...)
+	l.printf("%s%s %s --socket %s %s&\n", l.prompt(l.Director.NS), l.cfg.Gvs, strings.Join(ifs, " "), l.cfg.Socket, strings.Join(extra, " "))
 	cmd := exec.Command("ip", args...)
 	l.gvsLog = &bytes.Buffer{}
 	logw := &lockedWriter{w: l.gvsLog, mu: &l.mu}
@@ -504,7 +822,27 @@ func (l *Lab) Close() error {
 	for _, s := range servers {
 		s.Close()
 	}
+	l.mu.Lock()
+	for _, pc := range l.udp {
+		pc.Close()
+	}
+	l.mu.Unlock()
 	var errs []error
+	l.mu.Lock()
+	bg := l.bg
+	l.mu.Unlock()
+	for _, c := range bg {
+		c.Process.Signal(syscall.SIGTERM)
+		done := make(chan error, 1)
+		go func() { done <- c.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			c.Process.Kill()
+			<-done
+			errs = append(errs, errors.New("gvs realserver --tun did not stop within 10 s of SIGTERM; killed"))
+		}
+	}
 	if gvs != nil && gvs.Process != nil {
 		gvs.Process.Signal(syscall.SIGTERM)
 		select {
@@ -515,16 +853,14 @@ func (l *Lab) Close() error {
 			errs = append(errs, errors.New("gvs did not stop within 10 s of SIGTERM; killed"))
 		}
 	}
-	for _, h := range l.hosts(false) {
-		if h == nil {
-			continue
-		}
-		for _, r := range l.Reals {
-			if r == h {
-				// Undo gvs realserver's state file (its sysctls and
-				// address go with the namespace).
-				exec.Command("ip", "netns", "exec", h.NS, l.cfg.Gvs, "realserver", "--vip", VIP.String(), "--undo", "--dev", "eth0").Run()
+	if l.cfg.Mode == DR {
+		for _, h := range l.Reals {
+			if h == nil {
+				continue
 			}
+			// Undo gvs realserver's state file (its sysctls and
+			// address go with the namespace).
+			exec.Command("ip", "netns", "exec", h.NS, l.cfg.Gvs, "realserver", "--vip", VIP.String(), "--undo", "--dev", "eth0").Run()
 		}
 	}
 	for _, ns := range l.made {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gvs-project/gvs/control"
 	"github.com/gvs-project/gvs/internal/netns"
 	"github.com/gvs-project/gvs/internal/nstest"
 )
@@ -72,17 +74,54 @@ func newLab(t *testing.T, cfg Config) *Lab {
 	if err := l.StartGvs(ctx); err != nil {
 		t.Fatal(err)
 	}
-	svc := VIP.String() + ":80"
-	for _, args := range [][]string{
-		{"-A", "-t", svc, "-s", "rr"},
-		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"},
-		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
-	} {
+	for _, args := range append(l.ServiceCommands("-t", "rr"), l.ServiceCommands("-u", "rr")...) {
 		if _, err := l.Gvsadm(ctx, args...); err != nil {
 			t.Fatal(err)
 		}
 	}
 	return l
+}
+
+// counters reads gvs's counters over the control socket.
+func counters(t *testing.T, l *Lab) map[string]uint64 {
+	t.Helper()
+	c, err := control.Dial(l.Socket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rep, err := c.Do(&control.Request{Op: control.OpInfo})
+	if err != nil || rep.Error != nil || rep.Info == nil {
+		t.Fatalf("info: %v %+v", err, rep)
+	}
+	return rep.Info.Counters
+}
+
+// udpAsk sends one datagram from the client to the VIP and returns the
+// answer.
+func udpAsk(t *testing.T, l *Lab, msg string) string {
+	t.Helper()
+	var c net.Conn
+	if err := netns.Do(l.Client.NS, func() error {
+		var err error
+		c, err = net.Dial("udp4", VIP.String()+":80")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	buf := make([]byte, 2048)
+	// UDP may lose the first datagram while ARP settles: ask a few times.
+	for range 5 {
+		c.Write([]byte(msg))
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		n, err := c.Read(buf)
+		if err == nil {
+			return string(buf[:n])
+		}
+	}
+	t.Fatalf("no UDP answer to %q\n%s", msg, l.GvsLog())
+	return ""
 }
 
 // snmp reads counters of node01's kernel (/proc/net/snmp) that show
@@ -111,18 +150,30 @@ func snmp(t *testing.T, ns string) map[string]int64 {
 	return out
 }
 
-// TestDR is the foundation's end-to-end test: real TCP through the kernels
-// of a client and two real servers, DR mode, with the VIP owned by gvs
-// alone and with the VIP on the director's kernel (as the notes have it).
-func TestDR(t *testing.T) {
+// TestModes drives real TCP and UDP through the kernels of a client and
+// two real servers, in every forwarding mode's lab, at veth's default
+// offloads: rr over both servers, keep-alive requests pinned to one,
+// 4 MiB uploads and downloads checked by SHA-256 (so super-frames, full
+// segments and, for NAT and FULLNAT, the reply path all cross gvs), UDP
+// request and response, the connection states gvsadm -Lnc shows, and the
+// director's kernel never handling a frame gvs owns. DR runs with the VIP
+// owned by gvs alone and on the director's kernel, as the notes have it.
+func TestModes(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		cfg  Config
 	}{
-		{"VIP owned by gvs", Config{}},
-		{"VIP owned by gvs, ip_forward=1", Config{IPForward: true}},
-		{"VIP on the director's kernel", Config{VIPOnDirector: true}},
-		{"VIP on the director's kernel, ip_forward=1", Config{VIPOnDirector: true, IPForward: true}},
+		{"DR/VIP owned by gvs", Config{Mode: DR}},
+		{"DR/VIP owned by gvs, ip_forward=1", Config{Mode: DR, IPForward: true}},
+		{"DR/VIP on the director's kernel", Config{Mode: DR, VIPOnDirector: true}},
+		{"DR/VIP on the director's kernel, ip_forward=1", Config{Mode: DR, VIPOnDirector: true, IPForward: true}},
+		{"NAT", Config{Mode: NAT}},
+		{"NAT/ip_forward=1", Config{Mode: NAT, IPForward: true}},
+		{"NAT/VIP on the director's kernel, ip_forward=1", Config{Mode: NAT, VIPOnDirector: true, IPForward: true}},
+		{"TUN", Config{Mode: TUN}},
+		{"TUN/ip_forward=1", Config{Mode: TUN, IPForward: true}},
+		{"FULLNAT", Config{Mode: FullNAT}},
+		{"FULLNAT/ip_forward=1", Config{Mode: FullNAT, IPForward: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, tc.cfg)
@@ -134,11 +185,11 @@ func TestDR(t *testing.T) {
 			for i := range 10 {
 				ans, err := l.Get(ctx)
 				if err != nil {
-					t.Fatalf("request %d: %v", i, err)
+					t.Fatalf("request %d: %v\n%s", i, err, l.GvsLog())
 				}
 				count[ans]++
 			}
-			for _, rip := range RIPs {
+			for _, rip := range l.RealAddrs() {
 				if count["from "+rip.String()] != 5 {
 					t.Fatalf("answers %v: want 5 from each real server", count)
 				}
@@ -162,30 +213,70 @@ func TestDR(t *testing.T) {
 				}
 			}
 
-			// Bulk transfers at default offloads: the client's super-frames
-			// cross gvs on the way in.
+			// Bulk transfers at default offloads.
 			upload(t, l, 4<<20)
 			download(t, l, 4<<20)
 
+			// UDP request and response; both servers answer in turn.
+			udp := map[string]bool{}
+			for i := range 4 {
+				ans := udpAsk(t, l, fmt.Sprintf("ping %d", i))
+				name, _, _ := strings.Cut(ans, ":")
+				udp[name] = true
+			}
+			if len(udp) != 2 {
+				t.Fatalf("UDP answers came from %v, want both servers", udp)
+			}
+
 			// The open keep-alive connection is ESTABLISHED in gvs's table,
-			// pinned to the server that answered it.
+			// pinned to the server that answered it; UDP entries show "UDP".
 			out, err := l.Gvsadm(ctx, "-Lnc")
 			if err != nil {
 				t.Fatal(err)
 			}
 			server := strings.TrimPrefix(strings.TrimSpace(first), "from ")
-			if !regexpLine(out, "TCP", "ESTABLISHED", ClientIP.String(), VIP.String()+":80", server+":80") {
+			port := strconv.Itoa(int(tc.cfg.Mode.RealPort()))
+			if !regexpLine(out, "TCP", "ESTABLISHED", ClientIP.String(), VIP.String()+":80", server+":"+port) {
 				t.Fatalf("no ESTABLISHED entry to %s in:\n%s", server, out)
+			}
+			if !regexpLine(out, "UDP", "UDP", ClientIP.String(), VIP.String()+":80") {
+				t.Fatalf("no UDP entry in:\n%s", out)
 			}
 
 			after := snmp(t, l.Director.NS)
-			for _, k := range []string{"Ip.ForwDatagrams", "Tcp.OutRsts", "Tcp.PassiveOpens"} {
+			for _, k := range []string{"Ip.ForwDatagrams", "Tcp.OutRsts", "Tcp.PassiveOpens", "Udp.NoPorts"} {
 				if after[k] != before[k] {
 					t.Errorf("node01's kernel handled gvs's frames: %s went from %d to %d", k, before[k], after[k])
 				}
 			}
+			cn := counters(t, l)
+			if cn["verdict.forwarded"] == 0 {
+				t.Fatalf("counters %v", cn)
+			}
+			for _, k := range []string{"verdict.arp_unresolved", "verdict.tx_full", "verdict.no_egress", "verdict.truncated", "verdict.malformed"} {
+				if cn[k] != 0 {
+					t.Errorf("%s = %d", k, cn[k])
+				}
+			}
+			if tc.cfg.Mode == TUN && cn["tunnel.segmented"] == 0 {
+				t.Errorf("the TUN upload crossed gvs without a super-frame to segment: %v", cn)
+			}
 		})
 	}
+}
+
+// TestTunnelMTU: with an egress MTU on the director smaller than the
+// client's, a 4 MiB upload with DF completes: gvs answers the oversize
+// packets with fragmentation-needed and the client's kernel lowers its
+// path MTU.
+func TestTunnelMTU(t *testing.T) {
+	l := newLab(t, Config{Mode: TUN, DirectorMTU: 1400})
+	upload(t, l, 4<<20)
+	cn := counters(t, l)
+	if cn["tunnel.frag_needed"] == 0 {
+		t.Fatalf("no fragmentation-needed was sent: %v", cn)
+	}
+	t.Logf("fragmentation-needed sent: %d", cn["tunnel.frag_needed"])
 }
 
 // regexpLine reports whether some line of out has all the fields, in order.
@@ -252,7 +343,7 @@ func download(t *testing.T, l *Lab, n int64) {
 // removed while a long-lived connection keeps sending; it never breaks,
 // and new connections keep working.
 func TestChangesWhileTrafficFlows(t *testing.T) {
-	l := newLab(t, Config{})
+	l := newLab(t, Config{Mode: DR})
 	ctx := context.Background()
 	conn, err := l.Dial(ctx, netip.AddrPortFrom(VIP, 80))
 	if err != nil {
@@ -340,7 +431,7 @@ func TestChangesWhileTrafficFlows(t *testing.T) {
 // TestBadGvsadmArgumentsChangeNothing: mistakes get ipvsadm's answers and
 // leave the configuration as it was.
 func TestBadGvsadmArgumentsChangeNothing(t *testing.T) {
-	l := newLab(t, Config{})
+	l := newLab(t, Config{Mode: DR})
 	ctx := context.Background()
 	save := func() string {
 		out, err := l.Gvsadm(ctx, "-S", "-n")

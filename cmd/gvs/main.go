@@ -57,7 +57,7 @@ func daemon(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, `Usage:
   gvs -i IFACE [-i IFACE ...] [options]       run the director
   gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
-  gvs demo [--keep]                           the seed's LVS-DR lab in network namespaces (root)
+  gvs demo [--mode dr|nat|tun|fullnat] [--keep]  the seed's LVS lab in network namespaces (root)
   gvs version
 
 Options:
@@ -228,6 +228,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	fs := pflag.NewFlagSet("gvs demo", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keep := fs.Bool("keep", false, "leave the lab running at the end, until Ctrl-C")
+	mode := fs.String("mode", "dr", "the forwarding method to show: dr (the seed notes' lab), nat, tun or fullnat")
 	gvsadm := fs.String("gvsadm", "", "path of the gvsadm binary (default: next to gvs, else $PATH)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -237,7 +238,12 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := lab.Demo(ctx, lab.DemoConfig{Out: stdout, Keep: *keep, Gvsadm: *gvsadm}); err != nil {
+	m, err := lab.ParseMode(*mode)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvs demo: --mode: %v\n", err)
+		return 2
+	}
+	if err := lab.Demo(ctx, lab.DemoConfig{Mode: m, Out: stdout, Keep: *keep, Gvsadm: *gvsadm}); err != nil {
 		fmt.Fprintf(stderr, "gvs demo: %v\n", err)
 		return 1
 	}
