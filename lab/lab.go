@@ -871,3 +871,14 @@ func (l *Lab) Close() error {
 	os.Remove(l.cfg.Socket)
 	return errors.Join(errs...)
 }
+
+// mustRun runs a command in the host's namespace for a test.
+func (h *Host) mustRun(t interface {
+	Helper()
+	Fatalf(string, ...any)
+}, args ...string) {
+	t.Helper()
+	if out, err := exec.Command("ip", append([]string{"netns", "exec", h.NS}, args...)...).CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v: %v: %s", h.Role, args, err, out)
+	}
+}

@@ -499,3 +499,205 @@ func TestDemo(t *testing.T) {
 		t.Errorf("namespaces left: %s", lst)
 	}
 }
+
+// newBareLab is a DR lab with gvs running and no service configured.
+func newBareLab(t *testing.T) *Lab {
+	t.Helper()
+	nstest.Require(t)
+	var out bytes.Buffer
+	l, err := New(context.Background(), Config{Mode: DR, Prefix: nstest.Name("gvt"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
+	if err != nil {
+		t.Fatalf("building the lab: %v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
+		}
+		l.Close()
+	})
+	if err := l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartGvs(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// dialFrom opens a TCP connection from the client, from address src, to
+// the VIP's port 80.
+func dialFrom(ctx context.Context, l *Lab, src netip.Addr) (net.Conn, error) {
+	var c net.Conn
+	err := netns.Do(l.Client.NS, func() error {
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src.AsSlice()}}
+		var err error
+		c, err = d.DialContext(ctx, "tcp4", VIP.String()+":80")
+		return err
+	})
+	return c, err
+}
+
+// TestWLCWeights: wlc over two real servers weighted 3:1, with 200
+// long-lived connections opened one after another, puts exactly 150 and
+// 50 active connections on them, as IPVS does.
+func TestWLCWeights(t *testing.T) {
+	l := newBareLab(t)
+	ctx := context.Background()
+	svc := VIP.String() + ":80"
+	for _, args := range [][]string{
+		{"-A", "-t", svc, "-s", "wlc"},
+		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "3"},
+		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
+	} {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := range 200 {
+		c, err := dialFrom(ctx, l, ClientIP)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		conns = append(conns, c)
+		// Make sure the connection is established on its server before
+		// the next one is scheduled: ask it something.
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+		if _, err := readAnswer(c); err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+	}
+	out, err := l.Gvsadm(ctx, "-Ln")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{RIPs[0].String(): "150", RIPs[1].String(): "50"}
+	for rip, active := range want {
+		if !regexpLine(out, rip+":80", "Route", active+" ") {
+			t.Errorf("%s should have %s active connections:\n%s", rip, active, out)
+		}
+	}
+}
+
+// shBucket is the kernel's sh hash for an IPv4 client (ip_vs_sh_hashkey
+// with no port: hash_32(ntohl(addr), 8), include/linux/hash.h's
+// multiply by GOLDEN_RATIO_32 0x61C88647 and keep the top 8 bits),
+// written here from the kernel source, independently of package sched.
+func shBucket(a netip.Addr) int {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	return int((v * 0x61C88647) >> 24)
+}
+
+// TestSHHashing: sh sends each client address, over and over, to the real
+// server the kernel's hash names. With two servers of weight 1 in the
+// kernel's list order [.13, .12] (the last added first),
+// ip_vs_sh_reassign gives even buckets to .13 and odd ones to .12.
+func TestSHHashing(t *testing.T) {
+	l := newBareLab(t)
+	ctx := context.Background()
+	svc := VIP.String() + ":80"
+	for _, args := range [][]string{
+		{"-A", "-t", svc, "-s", "sh"},
+		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"},
+		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
+	} {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var srcs []netip.Addr
+	for i := range 64 {
+		a := netip.AddrFrom4([4]byte{192, 168, 150, byte(160 + i)})
+		srcs = append(srcs, a)
+		l.Client.mustRun(t, "ip", "addr", "add", a.String()+"/24", "dev", "eth0")
+	}
+	got := map[string]int{}
+	for round := range 3 {
+		for _, src := range srcs {
+			want := RIPs[1] // .13: even buckets
+			if shBucket(src)%2 == 1 {
+				want = RIPs[0]
+			}
+			c, err := dialFrom(ctx, l, src)
+			if err != nil {
+				t.Fatalf("from %v: %v", src, err)
+			}
+			fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			ans, err := readAnswer(c)
+			c.Close()
+			if err != nil {
+				t.Fatalf("from %v: %v", src, err)
+			}
+			if ans != "from "+want.String() {
+				t.Fatalf("round %d: %v (bucket %d) was answered %q, the kernel's sh sends it to %v", round, src, shBucket(src), ans, want)
+			}
+			got[ans]++
+		}
+	}
+	if len(got) != 2 {
+		t.Fatalf("answers %v: both servers should serve some clients", got)
+	}
+}
+
+// TestPersistenceAndTimeouts: a persistent service with a /24 netmask
+// sends every connection of every client in the /24 to one server and
+// lists its template; --set changes the timeouts -L --timeout shows.
+func TestPersistenceAndTimeouts(t *testing.T) {
+	l := newBareLab(t)
+	ctx := context.Background()
+	svc := VIP.String() + ":80"
+	for _, args := range [][]string{
+		{"-A", "-t", svc, "-s", "rr", "-p", "60", "-M", "255.255.255.0"},
+		{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"},
+		{"-a", "-t", svc, "-r", RIPs[1].String(), "-g", "-w", "1"},
+		{"--set", "100", "50", "60"},
+	} {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := l.Gvsadm(ctx, "-L", "--timeout")
+	if err != nil || out != "Timeout (tcp tcpfin udp): 100 50 60\n" {
+		t.Fatalf("-L --timeout: %q %v", out, err)
+	}
+	other := netip.MustParseAddr("192.168.150.77")
+	l.Client.mustRun(t, "ip", "addr", "add", other.String()+"/24", "dev", "eth0")
+	answers := map[string]int{}
+	for i := range 10 {
+		src := ClientIP
+		if i%2 == 1 {
+			src = other
+		}
+		c, err := dialFrom(ctx, l, src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+		ans, err := readAnswer(c)
+		c.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		answers[ans]++
+	}
+	if len(answers) != 1 {
+		t.Fatalf("a persistent /24 was spread over %v", answers)
+	}
+	out, err = l.Gvsadm(ctx, "-Lnc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !regexpLine(out, "TCP", "NONE", "192.168.150.0:0", VIP.String()+":80") {
+		t.Fatalf("no persistence template for 192.168.150.0/24 in:\n%s", out)
+	}
+	out, err = l.Gvsadm(ctx, "-Ln")
+	if err != nil || !strings.Contains(out, "rr persistent 60 mask 255.255.255.0") {
+		t.Fatalf("-Ln: %v\n%s", err, out)
+	}
+}
