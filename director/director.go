@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"sync"
 	"time"
 
@@ -25,6 +26,10 @@ import (
 	"github.com/gvs-project/gvs/service"
 )
 
+// maxWorkers bounds --workers: each worker holds a receive ring and a
+// transmit ring per interface (18 MiB each by default).
+const maxWorkers = 64
+
 // Version is gvs's version.
 const Version = "0.1.0"
 
@@ -36,6 +41,12 @@ const IPVSVersion = "1.2.1"
 type Config struct {
 	// Interfaces are the interfaces gvs serves (gvs -i).
 	Interfaces []string
+	// Workers is how many data-path workers read each interface (gvs
+	// --workers; default 1). With more than one, their receive rings
+	// join a PACKET_FANOUT group that spreads flows by hash, and the
+	// shared connection table lets any worker see either direction of a
+	// NAT or FULLNAT connection.
+	Workers int
 	// Socket is the control socket's path.
 	Socket string
 	// SocketGroup, if set, opens the socket to that group (mode 0660):
@@ -133,23 +144,39 @@ func New(cfg Config) (d *Director, err error) {
 
 	d.engine = forward.New(forward.Config{Services: d.services, Conns: d.conns, Ports: d.ports,
 		ExpireNodestConn: cfg.ExpireNodestConn, ExpireQuiescentTemplate: cfg.ExpireQuiescentTemplate})
+	workers := cfg.Workers
+	if workers <= 0 {
+		workers = 1
+	}
+	if workers > maxWorkers {
+		return nil, fmt.Errorf("%d workers per interface: at most %d", workers, maxWorkers)
+	}
 	for _, in := range d.ifaces {
-		rx, err := afpacket.OpenRX(in.Index, nil)
-		if err != nil {
-			return nil, fmt.Errorf("receive ring on %s: %w", in.Name, err)
+		var rcfg *afpacket.RXConfig
+		if workers > 1 {
+			// One fanout group per interface, named so that another gvs
+			// in the same namespace does not join it.
+			id := uint16(os.Getpid()) ^ uint16(in.Index)<<8
+			rcfg = &afpacket.RXConfig{Fanout: &afpacket.Fanout{ID: id, Mode: afpacket.FanoutHash}}
 		}
-		d.rxs = append(d.rxs, rx)
-		var egress []forward.Egress
-		for _, out := range d.ifaces {
-			tx, err := afpacket.OpenTX(out.Index, nil)
+		for w := range workers {
+			rx, err := afpacket.OpenRX(in.Index, rcfg)
 			if err != nil {
-				return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
+				return nil, fmt.Errorf("receive ring on %s: %w", in.Name, err)
 			}
-			d.txs = append(d.txs, tx)
-			egress = append(egress, forward.Egress{Ifindex: out.Index, MAC: [6]byte(out.HardwareAddr),
-				Addr: firstIPv4(out), MTU: out.MTU, TX: tx})
+			d.rxs = append(d.rxs, rx)
+			var egress []forward.Egress
+			for _, out := range d.ifaces {
+				tx, err := afpacket.OpenTX(out.Index, nil)
+				if err != nil {
+					return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
+				}
+				d.txs = append(d.txs, tx)
+				egress = append(egress, forward.Egress{Ifindex: out.Index, MAC: [6]byte(out.HardwareAddr),
+					Addr: firstIPv4(out), MTU: out.MTU, TX: tx})
+			}
+			d.engine.AddWorker(fmt.Sprintf("%s/%d", in.Name, w), in.Index, rx, egress)
 		}
-		d.engine.AddWorker(in.Name, in.Index, rx, egress)
 	}
 
 	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})

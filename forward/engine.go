@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync/atomic"
 
 	"github.com/gvs-project/gvs/conntrack"
@@ -131,8 +132,12 @@ func (e *Engine) AddWorker(name string, ifindex int, rx Receiver, egress []Egres
 func (e *Engine) Workers() []*Worker { return e.workers }
 
 // Run forwards until the receive ring is closed; it then returns nil.
-// Other errors of the receive ring are returned.
+// Other errors of the receive ring are returned. The worker keeps its OS
+// thread to itself, so that the scheduler never moves it (and its ring's
+// cache lines) between CPUs behind its back.
 func (w *Worker) Run() error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	for {
 		n, err := w.rx.Receive(w.frames[:])
 		if err != nil {

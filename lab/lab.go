@@ -135,6 +135,8 @@ type Config struct {
 	// DirectorMTU, if set, is the MTU of node01's eth0 (the TUN lab
 	// tests fragmentation-needed with it).
 	DirectorMTU int
+	// Workers is gvs --workers (0: gvs's default, 1).
+	Workers int
 	// Gvs and Gvsadm are the binaries to run.
 	Gvs, Gvsadm string
 	// Socket is gvs's control socket (default: under os.TempDir()).
@@ -676,6 +678,9 @@ func (l *Lab) StartGvs(ctx context.Context, extra ...string) error {
 	}
 	l.step("node01: start the director, gvs, on " + strings.Join(l.GvsInterfaces(), " and "))
 	args := append(append([]string{"netns", "exec", l.Director.NS, l.cfg.Gvs}, ifs...), "--socket", l.cfg.Socket)
+	if l.cfg.Workers > 0 {
+		extra = append([]string{"--workers", strconv.Itoa(l.cfg.Workers)}, extra...)
+	}
 	args = append(args, extra...)
 	l.printf("%s%s %s --socket %s %s&\n", l.prompt(l.Director.NS), l.cfg.Gvs, strings.Join(ifs, " "), l.cfg.Socket, strings.Join(extra, " "))
 	cmd := exec.Command("ip", args...)

@@ -174,6 +174,12 @@ func TestModes(t *testing.T) {
 		{"TUN/ip_forward=1", Config{Mode: TUN, IPForward: true}},
 		{"FULLNAT", Config{Mode: FullNAT}},
 		{"FULLNAT/ip_forward=1", Config{Mode: FullNAT, IPForward: true}},
+		// Two workers per interface: replies of NAT and FULLNAT
+		// connections may reach another worker than their requests.
+		{"DR/2 workers", Config{Mode: DR, Workers: 2}},
+		{"NAT/2 workers", Config{Mode: NAT, Workers: 2}},
+		{"TUN/2 workers", Config{Mode: TUN, Workers: 2}},
+		{"FULLNAT/2 workers", Config{Mode: FullNAT, Workers: 2}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, tc.cfg)

@@ -69,6 +69,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	socket := fs.String("socket", "", "control socket path (default $GVS_SOCKET or "+control.DefaultSocket+")")
 	socketGroup := fs.String("socket-group", "", "let this group's members use the control socket (mode 0660)")
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
+	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
@@ -110,6 +111,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 
 	d, err := director.New(director.Config{
 		Interfaces:  *ifaces,
+		Workers:     *workers,
 		Socket:      control.SocketPath(*socket),
 		SocketGroup: *socketGroup,
 		Conns:       &conntrack.Config{MaxEntries: *maxConns},
