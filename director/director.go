@@ -74,6 +74,7 @@ type Director struct {
 	services *service.Table
 	conns    *conntrack.Table[*service.Real]
 	ports    *forward.PortPools
+	est      *estimator
 	resolver *arp.Resolver
 	filter   *ingress.Filter // nil without nf_tables
 	engine   *forward.Engine
@@ -118,6 +119,7 @@ func New(cfg Config) (d *Director, err error) {
 	}
 
 	d.services = service.New()
+	d.est = newEstimator()
 	d.ports = forward.NewPortPools()
 	ccfg := conntrack.Config{}
 	if cfg.Conns != nil {
@@ -270,6 +272,8 @@ const (
 func (d *Director) reap(stop <-chan struct{}) {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
+	est := time.NewTicker(estimateInterval * time.Second)
+	defer est.Stop()
 	n := d.conns.Size()/reapFraction + 1
 	for {
 		select {
@@ -278,6 +282,8 @@ func (d *Director) reap(stop <-chan struct{}) {
 		case <-t.C:
 			d.conns.Reap(conntrack.Now(), n)
 			d.releaseRetired()
+		case <-est.C:
+			d.est.update(d.services.Services())
 		}
 	}
 }
@@ -324,6 +330,9 @@ func firstIPv4(ifi *net.Interface) [4]byte {
 	}
 	return [4]byte{}
 }
+
+// Close releases everything New opened, for a Director that will not Run.
+func (d *Director) Close() { d.close() }
 
 // close releases everything New opened, in reverse order.
 func (d *Director) close() {

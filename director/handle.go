@@ -455,7 +455,7 @@ func (d *Director) list(req *control.Request) *control.Reply {
 		st := s.Settings()
 		cs := control.Service{Protocol: s.Key.ProtocolName(), Addr: netip.AddrFrom4(s.Key.Addr), Port: s.Key.Port,
 			Scheduler: st.Scheduler, SchedFlags: st.SchedFlags, Persistent: st.Persistent, Timeout: st.Timeout,
-			OnePacket: st.OnePacket, Stats: stats(&s.Counters)}
+			OnePacket: st.OnePacket, Stats: stats(&s.Counters), Rates: d.est.rates(&s.Counters)}
 		if st.Persistent && st.Netmask != 32 {
 			cs.Netmask = st.Netmask
 		}
@@ -464,7 +464,8 @@ func (d *Director) list(req *control.Request) *control.Reply {
 			u, l := r.Thresholds()
 			cs.Dests = append(cs.Dests, control.Dest{Addr: r.Addr, Port: r.Port, Forward: forwardName(r.Forward()),
 				Weight: r.Weight(), UThreshold: u, LThreshold: l, ActiveConns: uint32(r.Active()),
-				InactiveConns: uint32(r.Inactive()), PersistConns: uint32(r.Persistent()), Stats: stats(&r.Counters)})
+				InactiveConns: uint32(r.Inactive()), PersistConns: uint32(r.Persistent()), Stats: stats(&r.Counters),
+				Rates: d.est.rates(&r.Counters)})
 		}
 		out = append(out, cs)
 	}

@@ -707,3 +707,40 @@ func TestPersistenceAndTimeouts(t *testing.T) {
 		t.Fatalf("-Ln: %v\n%s", err, out)
 	}
 }
+
+// TestRulesFile: gvs --rules loads a saved rules file at start, and
+// refuses to start on a bad one, naming the line.
+func TestRulesFile(t *testing.T) {
+	nstest.Require(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.rules")
+	os.WriteFile(good, []byte("# saved by gvsadm -S\n-A -t 192.168.150.100:80 -s rr\n-a -t 192.168.150.100:80 -r 192.168.150.12:80 -g -w 1\n"+
+		"-a -t 192.168.150.100:80 -r 192.168.150.13:80 -g -w 1\n"), 0o644)
+	bad := filepath.Join(dir, "bad.rules")
+	os.WriteFile(bad, []byte("-A -t 192.168.150.100:80 -s rr\n\n-a -t 192.168.150.100:80 -r 192.168.150.12:80 -g -w 1\n-A -t 192.168.150.100:80 -s wrr\n"), 0o644)
+
+	var out bytes.Buffer
+	l, err := New(ctx, Config{Mode: DR, Prefix: nstest.Name("gvt"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	t.Cleanup(func() { l.Close() })
+	if err := l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	err = l.StartGvs(ctx, "--rules", bad)
+	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("gvs with a bad rules file: %v", err)
+	}
+	if err := l.StartGvs(ctx, "--rules", good); err != nil {
+		t.Fatal(err)
+	}
+	saved, err := l.Gvsadm(ctx, "-S", "-n")
+	if err != nil || saved != "-A -t 192.168.150.100:80 -s rr\n-a -t 192.168.150.100:80 -r 192.168.150.12:80 -g -w 1\n-a -t 192.168.150.100:80 -r 192.168.150.13:80 -g -w 1\n" {
+		t.Fatalf("after --rules: %q %v", saved, err)
+	}
+	if ans, err := l.Get(ctx); err != nil || !strings.HasPrefix(ans, "from 192.168.150.1") {
+		t.Fatalf("request: %q %v", ans, err)
+	}
+}

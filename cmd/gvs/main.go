@@ -27,6 +27,7 @@ import (
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/control"
 	"github.com/gvs-project/gvs/director"
+	"github.com/gvs-project/gvs/ipvsadm"
 	"github.com/gvs-project/gvs/lab"
 	"github.com/gvs-project/gvs/realserver"
 )
@@ -70,6 +71,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	socketGroup := fs.String("socket-group", "", "let this group's members use the control socket (mode 0660)")
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
 	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
+	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
@@ -109,6 +111,23 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	}
 	log := slog.New(h)
 
+	// Read and check the rules file before opening anything: a bad file
+	// must stop gvs with a clear reason, not leave it half configured.
+	var batch *control.Request
+	var lines []int
+	if *rules != "" {
+		b, err := os.ReadFile(*rules)
+		if err != nil {
+			log.Error("gvs cannot start: reading the rules file", "err", err)
+			return 1
+		}
+		batch, lines, err = ipvsadm.ParseRestore(string(b), &ipvsadm.SystemNames{})
+		if err != nil {
+			log.Error("gvs cannot start: rules file "+*rules, "err", err)
+			return 1
+		}
+	}
+
 	d, err := director.New(director.Config{
 		Interfaces:  *ifaces,
 		Workers:     *workers,
@@ -124,6 +143,18 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	if err != nil {
 		log.Error("gvs cannot start", "err", err)
 		return 1
+	}
+	if batch != nil && len(batch.Commands) > 0 {
+		if rep := d.Handle(batch); rep.Error != nil {
+			where := ""
+			if i := rep.Error.Index; i >= 0 && i < len(lines) {
+				where = fmt.Sprintf(" line %d", lines[i])
+			}
+			log.Error(fmt.Sprintf("gvs cannot start: rules file %s%s: %s", *rules, where, rep.Error.Message))
+			d.Close()
+			return 1
+		}
+		log.Info("rules loaded", "file", *rules, "commands", len(batch.Commands))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
