@@ -268,6 +268,12 @@ func TestNSOwnedVIP(t *testing.T) {
 	// Raw requests: the VIP, then R's own address as a barrier. R handles
 	// requests in order, so had it answered for the VIP, that reply would
 	// be in before its reply for its own address.
+	// The answer that resolved C is counted after its write returns, which
+	// can be after C's kernel has taken it in: wait for the count first.
+	eventually(t, "gvs counting its answer to C", func() (bool, string) {
+		n := r.Stats().AnswersSent
+		return n >= 1, fmt.Sprintf("AnswersSent = %d", n)
+	})
 	p := lb.prober(t)
 	before := r.Stats().AnswersSent
 	p.request(t, labC, labVIP)
@@ -290,6 +296,10 @@ func TestNSOwnedVIP(t *testing.T) {
 	if fromD != 1 || fromR != 0 {
 		t.Fatalf("VIP replies: %d from D, %d from others: %+v", fromD, fromR, replies)
 	}
+	eventually(t, "gvs counting its answer to the prober", func() (bool, string) {
+		n := r.Stats().AnswersSent - before
+		return n >= 1, fmt.Sprintf("%d answers counted", n)
+	})
 	if got := r.Stats().AnswersSent - before; got != 1 {
 		t.Fatalf("gvs answered %d times to one request", got)
 	}
