@@ -121,3 +121,58 @@ func TestAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per run, want 0", n)
 	}
 }
+
+// TestChecksumValid: a header Encode wrote verifies, with and without
+// options; any single flipped bit makes it fail; an incremental update
+// keeps it valid, and a wrong checksum stays wrong through one.
+func TestChecksumValid(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for i := range 20000 {
+		h := randomIPv4(r)
+		if i%2 == 1 {
+			// Options: IHL 6..15, the option bytes random, checksum redone.
+			n := 1 + r.IntN(10)
+			opt := make([]byte, 4*n)
+			for j := range opt {
+				opt[j] = byte(r.Uint32())
+			}
+			h = append(h, opt...)
+			h[0] = 4<<4 | byte(5+n)
+			h.SetChecksum(0)
+			h.SetChecksum(h.ComputeChecksum())
+		}
+		if !h.ChecksumValid() {
+			t.Fatalf("case %d: header %x does not verify", i, []byte(h))
+		}
+		bit := r.IntN(len(h) * 8)
+		if bit/8 == 0 {
+			bit += 8 // flipping the IHL changes the length summed: another case
+		}
+		bad := append(IPv4(nil), h...)
+		bad[bit/8] ^= 1 << (bit % 8)
+		// A flipped bit changes its word by 2^k, never a multiple of
+		// 0xffff: the sum always changes.
+		if bad.ChecksumValid() {
+			t.Fatalf("case %d: header with bit %d flipped verifies", i, bit)
+		}
+		bad.SetTTLWithChecksumUpdate(bad.TTL() - 1)
+		if bad.ChecksumValid() {
+			t.Fatalf("case %d: a wrong checksum became right through an incremental update", i)
+		}
+	}
+}
+
+func TestFragmentOffset(t *testing.T) {
+	h := make(IPv4, IPv4MinLen)
+	h.Encode(&IPv4Fields{TotalLen: 20, TTL: 1, Protocol: ProtoUDP})
+	for _, tc := range []struct {
+		field  uint16
+		off    int
+		isFrag bool
+	}{{0, 0, false}, {0x4000, 0, false}, {0x2000, 0, true}, {0x2001, 1, true}, {0x00b9, 185, true}, {0x1fff, 8191, true}, {0x5fff, 8191, true}} {
+		binary.BigEndian.PutUint16(h[6:], tc.field)
+		if h.FragmentOffset() != tc.off || h.IsFragment() != tc.isFrag {
+			t.Errorf("flags/offset %#04x: offset %d fragment %v, want %d %v", tc.field, h.FragmentOffset(), h.IsFragment(), tc.off, tc.isFrag)
+		}
+	}
+}

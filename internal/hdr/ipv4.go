@@ -90,6 +90,20 @@ func (h IPv4) IsFragment() bool {
 	return binary.BigEndian.Uint16(h[ipv4FlagsOff:])&(ipv4FlagMF|ipv4OffsetMask) != 0
 }
 
+// FragmentOffset returns the fragment offset in 8-byte units (0 for an
+// unfragmented packet and for the first fragment).
+func (h IPv4) FragmentOffset() int {
+	return int(binary.BigEndian.Uint16(h[ipv4FlagsOff:]) & ipv4OffsetMask)
+}
+
+// ChecksumValid reports whether the header checksum is right: the one's
+// complement sum of the whole header, checksum included, is all ones
+// (RFC 1071 section 1, as the receiving ip_rcv checks it). The header
+// must be HeaderLen bytes long.
+func (h IPv4) ChecksumValid() bool {
+	return Fold(Sum(h[:h.HeaderLen()], 0)) == 0xffff
+}
+
 // SetChecksum sets the header checksum field.
 func (h IPv4) SetChecksum(c uint16) { binary.BigEndian.PutUint16(h[ipv4Checksum:], c) }
 
