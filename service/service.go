@@ -267,7 +267,36 @@ type Snapshot struct {
 	// localAddrs are FULLNAT's local addresses: frames to them are the
 	// real servers' replies.
 	localAddrs map[[4]byte]bool
+	// virtual are the services' addresses, each with the protocols it has
+	// services for (a bit per protocol, protoBit).
+	virtual map[[4]byte]uint8
 }
+
+// protoBit is a protocol's bit in Snapshot.virtual.
+func protoBit(proto uint8) uint8 {
+	switch proto {
+	case 6:
+		return 1
+	case 17:
+		return 2
+	}
+	return 0
+}
+
+// IsVirtual reports whether addr is the address of a virtual service of
+// protocol proto (of any protocol if proto is 0): the data path counts
+// frames to such an address on a port no service has, and places the
+// later fragments of datagrams to it.
+func (s *Snapshot) IsVirtual(addr [4]byte, proto uint8) bool {
+	b, ok := s.virtual[addr]
+	if proto == 0 {
+		return ok
+	}
+	return b&protoBit(proto) != 0
+}
+
+// IsLocalAddr reports whether addr is a FULLNAT local address.
+func (s *Snapshot) IsLocalAddr(addr [4]byte) bool { return s.localAddrs[addr] }
 
 // MayBeReply reports whether a frame from src:sport to dst could be a
 // real server's reply that gvs rewrites (NAT or FULLNAT), and so is worth

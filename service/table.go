@@ -131,9 +131,10 @@ func (t *Table) Load() *Snapshot { return t.snap.Load() }
 
 func (t *Table) publish() {
 	snap := &Snapshot{services: make(map[Key]*Service, len(t.services)),
-		natSources: map[Key]bool{}, localAddrs: map[[4]byte]bool{}}
+		natSources: map[Key]bool{}, localAddrs: map[[4]byte]bool{}, virtual: map[[4]byte]uint8{}}
 	for k, s := range t.services {
 		snap.services[k] = s
+		snap.virtual[k.Addr] |= protoBit(k.Protocol)
 		if k.Port == 0 {
 			snap.portZero = true
 		}
