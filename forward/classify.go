@@ -14,16 +14,36 @@ type packet struct {
 	l4off    int // offset of the TCP/UDP header in the frame
 	ipLen    int // IPv4 total length
 	proto    uint8
+	frag     uint8 // fragNone, fragFirst or fragLater
 	src, dst [4]byte
 	sport    uint16
 	dport    uint16
 	tcpFlags uint8
 }
 
+// A packet's place in its datagram.
+const (
+	fragNone  = iota // not a fragment
+	fragFirst        // the first fragment (offset 0, MF set): it has the TCP/UDP header
+	fragLater        // a later fragment: no TCP/UDP header, no ports
+)
+
 // classify checks a frame's Ethernet, IPv4 and TCP/UDP headers and fills
-// p. It returns Forwarded when the frame is a well-formed, unfragmented
-// IPv4 TCP or UDP packet addressed to this host's MAC, and otherwise the
-// verdict that leaves it alone.
+// p. It returns Forwarded when the frame is a well-formed IPv4 TCP or UDP
+// packet (or first fragment) addressed to this host's MAC, Fragment for a
+// later fragment of a TCP or UDP datagram (its addresses filled in, for
+// handleFragment to place), and otherwise the verdict that leaves it
+// alone.
+//
+// The TCP/UDP header must hold together (MalformedL4 otherwise): a TCP
+// data offset of at least 20 bytes within the packet; a UDP length field
+// of at least 8 that does not reach past the packet (a shorter one is
+// allowed: the receiving kernel trims the rest, as __udp4_lib_rcv does);
+// a first fragment that holds the whole TCP or UDP header (RFC 1858's tiny
+// fragments), a TCP fragment not at offset 8 (RFC 1858's overlapping
+// fragment, which would rewrite the first one's flags on reassembly), and
+// no fragment asking for checksum offload or segmentation (a fragment's
+// checksum cannot be completed alone).
 func classify(f *afpacket.Frame, p *packet) Reason {
 	if f.PktType != afpacket.PacketHost {
 		return NotHost
@@ -69,26 +89,81 @@ func classify(f *afpacket.Frame, p *packet) Reason {
 		// tracked connection are relayed (icmp.go).
 		return NotOurs
 	}
-	if ip.IsFragment() {
-		return Fragment
-	}
 	l4 := ip[hl:]
+	l4len := total - hl // TCP/UDP bytes in this packet (or fragment)
+	if ip.IsFragment() {
+		if f.VNet.Flags&afpacket.NeedsCsum != 0 || f.VNet.IsGSO() {
+			return MalformedL4
+		}
+		if off := ip.FragmentOffset(); off != 0 {
+			if off == 1 && proto == hdr.ProtoTCP {
+				return MalformedL4
+			}
+			p.frag = fragLater
+			return Fragment
+		}
+		p.frag = fragFirst
+	}
 	if proto == hdr.ProtoTCP {
-		if len(l4) < hdr.TCPMinLen {
-			return Malformed
+		if len(l4) < hdr.TCPMinLen || l4len < hdr.TCPMinLen {
+			return MalformedL4
 		}
 		t := hdr.TCP(l4)
-		if off := t.DataOffset(); off < hdr.TCPMinLen || off > total-hl {
-			return Malformed
+		if off := t.DataOffset(); off < hdr.TCPMinLen || off > l4len {
+			return MalformedL4
 		}
 		p.sport, p.dport, p.tcpFlags = t.SourcePort(), t.DestinationPort(), t.Flags()
 		return Forwarded
 	}
-	if len(l4) < hdr.UDPLen || total-hl < hdr.UDPLen {
-		return Malformed
+	if len(l4) < hdr.UDPLen || l4len < hdr.UDPLen {
+		return MalformedL4
 	}
 	u := hdr.UDP(l4)
+	// The UDP length covers the whole datagram: in a first fragment it
+	// reaches past the fragment, otherwise it must not.
+	if ulen := u.Length(); ulen < hdr.UDPLen || (ulen > l4len) != (p.frag == fragFirst) {
+		return MalformedL4
+	}
 	p.sport, p.dport = u.SourcePort(), u.DestinationPort()
+	return Forwarded
+}
+
+// validTCPFlags has a bit for each combination of FIN, SYN, RST, ACK and
+// URG that a TCP stack sends: Linux conntrack's tcp_valid_flags
+// (nf_conntrack_proto_tcp.c), which marks every other combination INVALID.
+// PSH, ECE and CWR do not matter. A packet with another combination
+// (SYN+FIN, SYN+RST, FIN without ACK, none at all: scanners and flood
+// tools make them) is dropped before it reaches the connection table,
+// where IPVS's state machine would take it as a SYN, or close the
+// connection for want of a known flag.
+const validTCPFlags = 1<<hdr.TCPFlagSYN |
+	1<<(hdr.TCPFlagSYN|hdr.TCPFlagURG) |
+	1<<(hdr.TCPFlagSYN|hdr.TCPFlagACK) |
+	1<<hdr.TCPFlagRST |
+	1<<(hdr.TCPFlagRST|hdr.TCPFlagACK) |
+	1<<(hdr.TCPFlagFIN|hdr.TCPFlagACK) |
+	1<<(hdr.TCPFlagFIN|hdr.TCPFlagACK|hdr.TCPFlagURG) |
+	1<<hdr.TCPFlagACK |
+	1<<(hdr.TCPFlagACK|hdr.TCPFlagURG)
+
+// tcpFlagsValid reports whether a TCP flags byte is a combination stacks
+// send (validTCPFlags).
+func tcpFlagsValid(flags uint8) bool {
+	const mask = hdr.TCPFlagFIN | hdr.TCPFlagSYN | hdr.TCPFlagRST | hdr.TCPFlagACK | hdr.TCPFlagURG
+	return uint64(validTCPFlags)>>(flags&mask)&1 != 0
+}
+
+// check is the last test of a frame that is gvs's to forward, before it
+// changes any state: the IPv4 header checksum (gvs reads frames before the
+// kernel's ip_rcv would drop a bad one; the TCP/UDP checksum is left to
+// the real server, see the package doc) and the TCP flags.
+func (p *packet) check() Reason {
+	if !p.ip.ChecksumValid() {
+		return BadChecksum
+	}
+	if p.proto == hdr.ProtoTCP && p.frag != fragLater && !tcpFlagsValid(p.tcpFlags) {
+		return BadFlags
+	}
 	return Forwarded
 }
 
@@ -154,7 +229,10 @@ const (
 func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Reason {
 	var p packet
 	if r := classify(f, &p); r != Forwarded {
-		if r == NotOurs && p.proto == hdr.ProtoICMP {
+		switch {
+		case r == Fragment:
+			return w.handleFragment(f, &p, now, snap)
+		case r == NotOurs && p.proto == hdr.ProtoICMP && !p.ip.IsFragment():
 			return w.handleICMP(f, &p, now, snap)
 		}
 		return r
@@ -164,10 +242,16 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 		if snap.MayBeReply(p.proto, p.src, p.sport, p.dst) {
 			return w.handleReply(f, &p, now)
 		}
+		if snap.IsVirtual(p.dst, 0) {
+			return NoService
+		}
 		return NotOurs
 	}
 	if f.Len > len(f.Data) {
 		return Truncated
+	}
+	if r := p.check(); r != Forwarded {
+		return r
 	}
 	// The key lives in the worker: passed on to the scheduler through an
 	// interface, a key on the stack would escape and cost an allocation.
@@ -190,21 +274,36 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 			return r
 		}
 	}
+	if p.frag == fragFirst {
+		w.e.frags.put(&p, false, now)
+	}
+	return w.forward(f, &p, &c, svc)
+}
+
+// forward counts a client's frame for its connection and hands it to the
+// connection's forwarding method. svc is the frame's service, or nil when
+// it was not looked up.
+func (w *Worker) forward(f *afpacket.Frame, p *packet, c *conntrack.Conn[*service.Real], svc *service.Service) Reason {
 	real := c.Dest
 	n := uint64(p.ipLen)
 	real.InPkts.Add(1)
 	real.InBytes.Add(n)
-	svc.InPkts.Add(1)
-	svc.InBytes.Add(n)
+	if svc == nil {
+		svc = real.Service() // a later fragment's: not looked up
+	}
+	if svc != nil {
+		svc.InPkts.Add(1)
+		svc.InBytes.Add(n)
+	}
 	switch c.Aux.Forward {
 	case fwdRoute:
-		return w.forwardDR(f, &p, real)
+		return w.forwardDR(f, p, real)
 	case fwdMasq:
-		return w.forwardNAT(f, &p, &c)
+		return w.forwardNAT(f, p, c)
 	case fwdFullNAT:
-		return w.forwardFullNAT(f, &p, &c)
+		return w.forwardFullNAT(f, p, c)
 	case fwdTunnel:
-		return w.forwardTunnel(f, &p, real)
+		return w.forwardTunnel(f, p, real)
 	}
 	return NoEgress
 }
@@ -273,10 +372,27 @@ func (w *Worker) handleReply(f *afpacket.Frame, p *packet, now int64) Reason {
 	}
 	rk := &w.rkey
 	*rk = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
+	if r := p.check(); r != Forwarded {
+		// Dropped if it belongs to a connection (without touching its
+		// state), left alone otherwise.
+		if _, ok := w.e.cfg.Conns.PeekReply(rk, now); ok {
+			return r
+		}
+		return NotOurs
+	}
 	c, ok := w.e.cfg.Conns.GetReply(rk, p.tcpFlags, now)
 	if !ok {
 		return NotOurs
 	}
+	if p.frag == fragFirst {
+		w.e.frags.put(p, true, now)
+	}
+	return w.backward(f, p, &c)
+}
+
+// backward counts a real server's reply for its connection and rewrites
+// it back to the client.
+func (w *Worker) backward(f *afpacket.Frame, p *packet, c *conntrack.Conn[*service.Real]) Reason {
 	real := c.Dest
 	n := uint64(p.ipLen)
 	real.OutPkts.Add(1)
@@ -285,5 +401,5 @@ func (w *Worker) handleReply(f *afpacket.Frame, p *packet, now int64) Reason {
 		svc.OutPkts.Add(1)
 		svc.OutBytes.Add(n)
 	}
-	return w.reverse(f, p, &c)
+	return w.reverse(f, p, c)
 }

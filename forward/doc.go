@@ -38,6 +38,44 @@
 // real server not resolved, connection table full, transmit ring full,
 // truncated or malformed frame, a non-SYN TCP packet with no connection).
 //
+// # Bad input
+//
+// Nothing a frame holds can make the data path read out of bounds, panic
+// or change state for it unless it is a sound packet of a virtual service
+// (FuzzClassify and FuzzHandle check both). In order:
+//
+//   - VLAN-tagged frames (a tag in the frame, or one the kernel stripped)
+//     are left to the kernel (VLAN): serve the VLAN interface instead;
+//   - an IPv4 header that does not hold together (too short for its IHL,
+//     version, IHL below 5, total length below the header or beyond the
+//     frame) is Malformed; a TCP or UDP header that does not (TCP data
+//     offset, UDP length below 8 or past the packet, tiny or overlapping
+//     fragments, see classify) is MalformedL4: both left alone;
+//   - TCP or UDP to a virtual address on a port or protocol no service
+//     has is left to the kernel, counted as NoService (a VIP the kernel
+//     holds gets its RST or port unreachable, as under IPVS);
+//   - a frame of a virtual service (or a NAT/FULLNAT reply, or an ICMP
+//     error about a connection) whose IPv4 header checksum is wrong is
+//     dropped (BadChecksum): gvs reads frames before the kernel's ip_rcv,
+//     which drops them (IPVS never sees one). TCP and UDP checksums are
+//     not verified: the real server's kernel does that, as behind IPVS,
+//     and gvs's incremental updates (RFC 1624) keep a wrong checksum
+//     exactly as wrong, so it is still dropped there;
+//   - a TCP flag combination no stack sends (SYN+FIN, SYN+RST, FIN
+//     without ACK, none at all: conntrack's tcp_valid_flags) is dropped
+//     before the connection table (BadFlags): IPVS would take SYN+FIN as a
+//     SYN and a flagless packet as a reason to close the connection;
+//   - IP options are allowed and forwarded untouched, as IPVS does; the
+//     real server's kernel applies its own policy to them.
+//
+// # Fragments
+//
+// frag.go: the first fragment of a TCP or UDP datagram is handled as any
+// packet, and the datagram's later fragments, which have no ports, follow
+// it to the same real server through a small bounded table keyed by
+// (source, destination, protocol, IP ID). A later fragment seen before
+// its first one is dropped (Fragment, "frag_no_first"); gvs does not
+// reassemble.
 // # Modes
 //
 // dr.go holds direct routing: only the Ethernet addresses change, the
@@ -46,7 +84,7 @@
 //
 // # Limits (2026-11)
 //
-// IPv4 only; no VLAN tags (frames with a tag are left alone); IPv4
-// fragments are left alone (the kernel's filter passes them on); IP options
-// are allowed and left untouched.
+// IPv4 only; no VLAN tags (frames with a tag are left alone); a later IPv4
+// fragment that arrives before its datagram's first fragment is dropped;
+// IP options are allowed and left untouched.
 package forward

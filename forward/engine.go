@@ -77,11 +77,12 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	workers []*Worker
+	frags   *fragTable // later fragments' ports, by datagram (frag.go)
 }
 
 // New returns an engine without workers.
 func New(cfg Config) *Engine {
-	return &Engine{cfg: cfg}
+	return &Engine{cfg: cfg, frags: newFragTable()}
 }
 
 // Worker forwards the frames of one receive ring. Its methods other than

@@ -75,6 +75,7 @@ type frameSpec struct {
 	payload   int
 	ihl       int // header length in bytes; 0 means 20
 	fragOff   uint16
+	cut       int // bytes cut off the end, the IP total length following
 }
 
 func tcpFrame(sport uint16, flags uint8) frameSpec {
@@ -119,6 +120,12 @@ func (s frameSpec) build() []byte {
 	}
 	for i := range s.payload {
 		l4[l4len+i] = byte(i)
+	}
+	if s.cut > 0 {
+		b = b[:len(b)-s.cut]
+		binary.BigEndian.PutUint16(ip[2:], uint16(total-s.cut))
+		ip.SetChecksum(0)
+		ip.SetChecksum(ip.ComputeChecksum())
 	}
 	return b
 }
@@ -296,18 +303,19 @@ func TestVerdicts(t *testing.T) {
 		{"SYN", frame(syn.build()), Forwarded},
 		{"UDP datagram", frame(mod(func(s *frameSpec) { s.proto = hdr.ProtoUDP; s.dport = 53; s.payload = 10 })), Forwarded},
 		{"ACK without a connection", frame(tcpFrame(42001, hdr.TCPFlagACK).build()), NoConn},
-		{"SYN+RST", frame(tcpFrame(42002, hdr.TCPFlagSYN|hdr.TCPFlagRST).build()), NoConn},
-		{"other port", frame(mod(func(s *frameSpec) { s.dport = 81 })), NotOurs},
+		{"SYN+RST", frame(tcpFrame(42002, hdr.TCPFlagSYN|hdr.TCPFlagRST).build()), BadFlags},
+		{"other port", frame(mod(func(s *frameSpec) { s.dport = 81 })), NoService},
 		{"other address", frame(mod(func(s *frameSpec) { s.dst = [4]byte{192, 168, 150, 101} })), NotOurs},
-		{"UDP to the TCP port", frame(mod(func(s *frameSpec) { s.proto = hdr.ProtoUDP })), NotOurs},
+		{"UDP to the TCP port", frame(mod(func(s *frameSpec) { s.proto = hdr.ProtoUDP })), NoService},
 		{"ARP", frame(mod(func(s *frameSpec) { s.etherType = hdr.EtherTypeARP })), NotIPv4},
 		{"802.1Q in band", frame(mod(func(s *frameSpec) { s.etherType = hdr.EtherTypeVLAN })), VLAN},
-		{"first fragment", frame(mod(func(s *frameSpec) { s.fragOff = 0x2000 })), Fragment},
-		{"later fragment", frame(mod(func(s *frameSpec) { s.fragOff = 0x0010 })), Fragment},
+		{"first fragment", frame(mod(func(s *frameSpec) { s.fragOff = 0x2000 })), Forwarded},
+		{"later fragment, first not seen", frame(mod(func(s *frameSpec) { s.fragOff = 0x0010 })), Fragment},
 		{"IHL below 5", frame(mod(func(s *frameSpec) { s.ihl = 16 })), Malformed},
 		{"IP options", frame(mod(func(s *frameSpec) { s.ihl = 24 })), Forwarded},
 		{"short", frame(syn.build()[:30]), Malformed},
 		{"TCP header cut", frame(syn.build()[:hdr.EthernetLen+20+10]), Malformed},
+		{"TCP header cut, IP length agreeing", frame(mod(func(s *frameSpec) { s.cut = 10 })), MalformedL4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -94,6 +94,9 @@ func (w *Worker) handleICMP(f *afpacket.Frame, p *packet, now int64, snap *servi
 		if !ok {
 			return NotOurs
 		}
+		if !p.ip.ChecksumValid() {
+			return BadChecksum
+		}
 		w.icmpRelayed.Add(1)
 		switch c.Aux.Forward {
 		case fwdRoute:
@@ -114,6 +117,9 @@ func (w *Worker) handleICMP(f *afpacket.Frame, p *packet, now int64, snap *servi
 		c, ok := conns.PeekReply(rk, now)
 		if !ok {
 			return NotOurs
+		}
+		if !p.ip.ChecksumValid() {
+			return BadChecksum
 		}
 		w.icmpRelayed.Add(1)
 		return w.icmpToClient(f, p, &c)

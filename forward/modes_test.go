@@ -46,7 +46,7 @@ type modeRig struct {
 func newModeRig(t *testing.T, fwd service.Forward, proto uint8) *modeRig {
 	ports := NewPortPools()
 	r := &modeRig{t: t, svc: service.New(), lan: &fakeTX{}, real: &fakeTX{},
-		conns: conntrack.New[*service.Real](&conntrack.Config{OnRemove: ports.Release})}
+		conns: conntrack.New[*service.Real](&conntrack.Config{OnRemove: ports.Release, Shards: 64})}
 	key := service.KeyOf(proto, netip.AddrFrom4(vip), 80)
 	rport := uint16(80)
 	if fwd == service.Masq || fwd == service.FullNAT {

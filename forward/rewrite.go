@@ -70,6 +70,9 @@ const (
 	sumPartial
 	// sumNone: a UDP datagram without a checksum (0): stays 0.
 	sumNone
+	// noHeader: a later fragment, without a TCP/UDP header: only its IP
+	// header changes (the first fragment carries the checksum update).
+	noHeader
 )
 
 // l4 is the TCP or UDP header of a frame being rewritten.
@@ -81,6 +84,9 @@ type l4 struct {
 }
 
 func newL4(o *out, p *packet) l4 {
+	if p.frag == fragLater {
+		return l4{mode: noHeader}
+	}
 	x := l4{b: o.b[p.l4off:], csum: hdr.TCPChecksumOffset}
 	if p.proto == hdr.ProtoUDP {
 		x.udp = true
@@ -115,6 +121,9 @@ func (x *l4) addr(old, new [4]byte) {
 // port sets the port at offset off (0 source, 2 destination) of the
 // header, keeping the checksum right.
 func (x *l4) port(off int, new uint16) {
+	if x.mode == noHeader {
+		return
+	}
 	old := binary.BigEndian.Uint16(x.b[off:])
 	binary.BigEndian.PutUint16(x.b[off:], new)
 	if x.mode == sumFull {

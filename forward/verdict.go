@@ -9,15 +9,19 @@ const (
 	Forwarded Reason = iota
 
 	// Left alone (not gvs's to handle; the kernel sees them as usual).
-	NotHost   // not addressed to the interface's MAC (broadcast, multicast, other host)
-	NotIPv4   // not IPv4 (ARP, IPv6, ...)
-	NotOurs   // not to a virtual service
-	Fragment  // an IPv4 fragment
-	VLAN      // carries an 802.1Q tag
-	Malformed // IPv4, TCP or UDP header that does not hold together
+	NotHost     // not addressed to the interface's MAC (broadcast, multicast, other host)
+	NotIPv4     // not IPv4 (ARP, IPv6, ...)
+	NotOurs     // not to a virtual service
+	NoService   // TCP or UDP to a virtual address, on a port (or protocol) no service has
+	VLAN        // carries an 802.1Q tag
+	Malformed   // IPv4 header that does not hold together: short, version, IHL, total length
+	MalformedL4 // TCP or UDP header that does not hold together (see classify)
 
 	// Dropped (to a virtual service, but not forwarded).
 	Truncated   // longer than a receive slot
+	Fragment    // a later IPv4 fragment whose first fragment gvs has not seen (or no longer remembers)
+	BadChecksum // the IPv4 header checksum is wrong (the kernel's ip_rcv would drop it)
+	BadFlags    // a TCP flag combination no stack sends (SYN+FIN, SYN+RST, none, ...)
 	NoConn      // a TCP packet other than SYN with no connection entry
 	NoDest      // the scheduler found no available real server
 	DestGone    // the connection's real server was removed (ExpireNodestConn)
@@ -37,10 +41,14 @@ var reasonNames = [numReasons]string{
 	NotHost:     "not_host",
 	NotIPv4:     "not_ipv4",
 	NotOurs:     "not_ours",
-	Fragment:    "fragment",
+	NoService:   "no_service",
 	VLAN:        "vlan",
 	Malformed:   "malformed",
+	MalformedL4: "malformed_l4",
 	Truncated:   "truncated",
+	Fragment:    "frag_no_first",
+	BadChecksum: "bad_ip_checksum",
+	BadFlags:    "bad_tcp_flags",
 	NoConn:      "no_conn",
 	NoDest:      "no_dest",
 	DestGone:    "dest_removed",
