@@ -61,9 +61,22 @@
 // ARP reply or request update a neighbour only when a Neighbor exists for
 // that sender IP on the interface the frame arrived on, the frame was
 // addressed to the interface MAC or to broadcast, and the sender MAC is a
-// unicast, non-zero address. Nothing is ever learnt about an owned address
-// (a VIP); a frame from another host claiming an owned address is counted
-// in Stats.Conflicts and logged (rate limited). Frames that are not
+// unicast, non-zero address that is not one of gvs's own. Nothing is ever
+// learnt about an owned address (a VIP); a frame from another host
+// claiming an owned address is counted in Stats.Conflicts and logged
+// (rate limited).
+//
+// A Reachable neighbour claimed at another MAC (a spoofed reply, or a
+// gratuitous ARP from another host) is not switched at once, as Linux
+// switches after its 1 s locktime: in the spirit of RFC 5227's address
+// defence, the current MAC is asked with a unicast request, and frames go
+// on to it meanwhile. If it answers within Retry, the claim is refused
+// (Stats.Refuted, logged: a spoofer, or two hosts with one address); if
+// not, the claimed MAC is taken (a real server's new NIC, or its address
+// moved). Every such check is counted in Stats.Disputes; claims for Retry
+// after a refusal are ignored, so a flood of them costs one request per
+// Retry. An Incomplete or Failed neighbour has nothing to defend and takes
+// the first valid answer, as Linux does. Frames that are not
 // Ethernet/IPv4 ARP (wrong hardware or protocol type or length, truncated)
 // are counted in Stats.Malformed; valid frames that need nothing from gvs
 // are counted in Stats.Ignored.

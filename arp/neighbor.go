@@ -72,6 +72,14 @@ type Neighbor struct {
 	timer    timer
 	timerGen uint64 // bumped on every (re)schedule; stale callbacks return
 	updated  time.Time
+
+	// A claim of another MAC for the neighbour while it is Reachable,
+	// being checked with its current MAC (see Resolver.dispute).
+	claimed   bool
+	claim     [6]byte   // the MAC claimed (the latest claim while checking)
+	claimT    timer     // fires Retry after the check's request
+	claimGen  uint64    // bumped on every claim start and end
+	refutedAt time.Time // when the current MAC last refuted a claim
 }
 
 // NewStatic returns a neighbour that is permanently Reachable at mac,

@@ -162,6 +162,8 @@ type Stats struct {
 	Ignored        uint64 // well-formed frames needing nothing: unsolicited, for others, own echoes
 	Malformed      uint64 // not Ethernet/IPv4 ARP, or truncated
 	Conflicts      uint64 // frames from another MAC claiming an owned address
+	Disputes       uint64 // claims of a new MAC for a reachable neighbour, each checked with its current MAC
+	Refuted        uint64 // such claims refused because the current MAC still answered
 	SendErrors     uint64
 	ReadErrors     uint64
 	Drops          uint64 // sum of Neighbor.Drop over all neighbours, released ones included
@@ -180,7 +182,7 @@ type Resolver struct {
 
 	stats struct {
 		requests, learned, answers, garp, failures, received,
-		ignored, malformed, conflicts, sendErrs, readErrs atomic.Uint64
+		ignored, malformed, conflicts, disputes, refuted, sendErrs, readErrs atomic.Uint64
 	}
 
 	mu           sync.Mutex
@@ -286,6 +288,7 @@ func (r *Resolver) Release(n *Neighbor) {
 		delete(r.neigh, k)
 	}
 	r.stopTimer(n)
+	r.endClaim(n)
 	r.retiredDrops += n.drops.Load()
 }
 
@@ -357,6 +360,8 @@ func (r *Resolver) Stats() Stats {
 		Ignored:        r.stats.ignored.Load(),
 		Malformed:      r.stats.malformed.Load(),
 		Conflicts:      r.stats.conflicts.Load(),
+		Disputes:       r.stats.disputes.Load(),
+		Refuted:        r.stats.refuted.Load(),
 		SendErrors:     r.stats.sendErrs.Load(),
 		ReadErrors:     r.stats.readErrs.Load(),
 	}
@@ -398,6 +403,7 @@ func (r *Resolver) Close() error {
 	r.closed = true
 	for _, n := range r.neigh {
 		r.stopTimer(n)
+		r.endClaim(n)
 	}
 	if r.ownedTimer != nil {
 		r.ownedTimer.Stop()
@@ -666,8 +672,8 @@ func (r *Resolver) handle(l *link, b []byte) {
 			r.errorLimited(now, "conflict "+f.SenderIP.String(),
 				"arp: %s (owned by gvs) claimed by %s on %s", f.SenderIP, net.HardwareAddr(f.SenderMAC[:]), l)
 		}
-	} else if n := r.neigh[neighKey{l.index, f.SenderIP}]; n != nil && validUnicast(f.SenderMAC) {
-		r.learn(n, l, f.SenderMAC, now)
+	} else if n := r.neigh[neighKey{l.index, f.SenderIP}]; n != nil && validUnicast(f.SenderMAC) && !r.isOwnMAC(f.SenderMAC) {
+		r.heard(n, l, f.SenderMAC, now, &out)
 		acted = true
 	}
 	if f.Op == OpRequest && f.SenderIP != f.TargetIP && validUnicast(f.SenderMAC) {
@@ -695,8 +701,89 @@ func (r *Resolver) handle(l *link, b []byte) {
 	r.flush(out)
 }
 
+// heard handles a frame from n's address with sender MAC mac: learnt at
+// once unless n is Reachable at another MAC, which is disputed first.
+func (r *Resolver) heard(n *Neighbor, l *link, mac [6]byte, now time.Time, out *outbox) {
+	if n.state == Reachable && mac != n.mac {
+		r.dispute(n, l, mac, now, out)
+		return
+	}
+	if n.claimed && mac == n.mac {
+		// The current MAC still answers: the claim was false.
+		r.stats.refuted.Add(1)
+		n.refutedAt = now
+		r.errorLimited(now, "refuted "+n.addr.String(),
+			"arp: neighbour %s on %s claimed by %s, but %s still answers: claim refused (ARP spoofing, or two hosts with one address)",
+			n.addr, l, net.HardwareAddr(n.claim[:]), net.HardwareAddr(n.mac[:]))
+	}
+	r.learn(n, l, mac, now)
+}
+
+// dispute handles a claim that a Reachable neighbour is at another MAC
+// (a reply, a request or a gratuitous ARP from its address with another
+// sender MAC), in the spirit of RFC 5227's address defence: instead of
+// switching at once, as Linux does once its locktime (1 s) has passed,
+// gvs asks the current MAC with a unicast request and keeps sending to
+// it. If it answers within Retry, the claim is refused (counted in
+// Refuted, logged): a host on the link is spoofing, and real servers'
+// frames are not redirected to it. If it does not, the claimed MAC is
+// learnt (a real server's new NIC, or its address moved to another host).
+// A claim while one is checked replaces it; claims for Retry after a
+// refusal are ignored, so that a spoofer cannot make gvs send more than a
+// request per Retry.
+func (r *Resolver) dispute(n *Neighbor, l *link, mac [6]byte, now time.Time, out *outbox) {
+	if n.claimed {
+		n.claim = mac
+		return
+	}
+	if !n.refutedAt.IsZero() && now.Sub(n.refutedAt) < r.cfg.Retry {
+		return
+	}
+	r.stats.disputes.Add(1)
+	n.claimed, n.claim = true, mac
+	n.claimGen++
+	gen := n.claimGen
+	f := Frame{
+		Dst:       n.mac,
+		Src:       l.mac,
+		Op:        OpRequest,
+		SenderMAC: l.mac,
+		SenderIP:  r.senderIP(l, n.addr, now, out),
+		TargetMAC: n.mac,
+		TargetIP:  n.addr,
+	}
+	out.add(l, &f, &r.stats.requests)
+	n.claimT = r.clk.AfterFunc(r.cfg.Retry, func() { r.onClaimTimer(n, gen) })
+}
+
+// onClaimTimer ends a check the current MAC did not answer: the claimed
+// MAC is learnt.
+func (r *Resolver) onClaimTimer(n *Neighbor, gen uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed || n.refs == 0 || !n.claimed || gen != n.claimGen {
+		return
+	}
+	l := r.byIndex[n.ifindex]
+	now := r.clk.Now()
+	r.logf("arp: neighbour %s on %s did not answer at %s; taking the MAC it claims, %s",
+		n.addr, l, net.HardwareAddr(n.mac[:]), net.HardwareAddr(n.claim[:]))
+	r.learn(n, l, n.claim, now)
+}
+
+// endClaim forgets a claim being checked. Caller holds r.mu.
+func (r *Resolver) endClaim(n *Neighbor) {
+	if n.claimT != nil {
+		n.claimT.Stop()
+		n.claimT = nil
+	}
+	n.claimed = false
+	n.claimGen++
+}
+
 // learn records mac for n from a frame that arrived on l.
 func (r *Resolver) learn(n *Neighbor, l *link, mac [6]byte, now time.Time) {
+	r.endClaim(n)
 	prev, old, had := n.state, n.mac, n.everMAC
 	n.mac, n.everMAC = mac, true
 	n.probes, n.backoff, n.updated = 0, 0, now

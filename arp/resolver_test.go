@@ -415,22 +415,80 @@ func TestPoisoning(t *testing.T) {
 	}
 }
 
+// TestMACChange: a reachable neighbour announcing a new MAC (a new NIC, or
+// its address moved to another host) is taken at its new MAC once its old
+// MAC has not answered a unicast request within Retry; until then frames
+// still go to the old MAC.
 func TestMACChange(t *testing.T) {
 	h := newHarness(t, Config{})
 	n, _ := h.r.Neighbor(2, realA)
 	h.c1.deliver(t, replyFrom(realA, macA, mac1, ip1))
+	h.c1.take(t)
 	// The neighbour announces a new MAC (gratuitous request).
 	h.c1.deliver(t, requestFrom(realA, macB, realA))
+	check := h.c1.take(t)
+	want := Frame{Dst: macA, Src: mac1, Op: OpRequest, SenderMAC: mac1, SenderIP: ip1, TargetMAC: macA, TargetIP: realA}
+	if len(check) != 1 || check[0] != want {
+		t.Fatalf("sent %+v, want one unicast request to the old MAC %+v", check, want)
+	}
+	if mac, ok := n.MAC(); !ok || mac != macA {
+		t.Fatalf("while checking: MAC %v ok %v, want the old %v", mac, ok, macA)
+	}
+	h.clk.Advance(DefaultRetry)
 	if mac, ok := n.MAC(); !ok || mac != macB {
 		t.Fatalf("MAC %v ok %v, want %v", mac, ok, macB)
 	}
-	if h.logs.count("changed MAC", "02:aa:00:00:00:0a", "02:bb:00:00:00:0b") != 1 {
+	if h.logs.count("changed MAC", "02:aa:00:00:00:0a", "02:bb:00:00:00:0b") != 1 || h.logs.count("did not answer") != 1 {
 		t.Fatalf("logs:\n%s", h.logs)
 	}
 	// A request from the neighbour for someone else also confirms it.
 	h.c1.deliver(t, requestFrom(realA, macB, ip1))
-	if s := h.r.Stats(); s.Learned != 3 {
-		t.Fatalf("learned %d", s.Learned)
+	if s := h.r.Stats(); s.Learned != 3 || s.Disputes != 1 || s.Refuted != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+// TestMACClaimRefuted: ARP replies from another host claiming a reachable
+// real server's address are refused while the real server answers: the
+// data path never sends to the spoofer, the refusal is counted and
+// logged, and a flood of claims costs at most one check per Retry.
+func TestMACClaimRefuted(t *testing.T) {
+	h := newHarness(t, Config{})
+	n, _ := h.r.Neighbor(2, realA)
+	h.c1.deliver(t, replyFrom(realA, macA, mac1, ip1))
+	h.c1.take(t)
+	for round := range 3 {
+		// The spoofer's reply (unsolicited, to gvs) and gratuitous ARP.
+		h.c1.deliver(t, replyFrom(realA, macB, mac1, ip1))
+		h.c1.deliver(t, Frame{Dst: Broadcast, Src: macB, Op: OpReply, SenderMAC: macB, SenderIP: realA, TargetMAC: macB, TargetIP: realA})
+		if sent := h.c1.take(t); len(sent) != 1 || sent[0].Dst != macA {
+			t.Fatalf("round %d: sent %+v, want one check to the real MAC", round, sent)
+		}
+		// The real server answers the check.
+		h.c1.deliver(t, replyFrom(realA, macA, mac1, ip1))
+		// More claims within Retry are ignored.
+		h.c1.deliver(t, replyFrom(realA, macB, mac1, ip1))
+		if sent := h.c1.take(t); len(sent) != 0 {
+			t.Fatalf("round %d: a claim right after a refusal sent %+v", round, sent)
+		}
+		h.clk.Advance(DefaultRetry)
+		if mac, ok := n.MAC(); !ok || mac != macA {
+			t.Fatalf("round %d: MAC %v ok %v, want the real %v", round, mac, ok, macA)
+		}
+		h.c1.take(t)
+	}
+	if s := h.r.Stats(); s.Disputes != 3 || s.Refuted != 3 {
+		t.Fatalf("stats %+v", s)
+	}
+	if h.errs.count("claimed by 02:bb:00:00:00:0b", "02:aa:00:00:00:0a still answers") != 1 { // rate limited
+		t.Fatalf("error logs:\n%s", h.errs)
+	}
+	// Released while a claim is checked: nothing fires later.
+	h.c1.deliver(t, replyFrom(realA, macB, mac1, ip1))
+	h.r.Release(n)
+	h.clk.Advance(10 * DefaultRetry)
+	if p := h.clk.pending(); p != 0 {
+		t.Fatalf("%d timers pending after release", p)
 	}
 }
 
