@@ -500,6 +500,15 @@ func (d *Director) counters() map[string]uint64 {
 	c["arp.answers_sent"] = as.AnswersSent
 	c["arp.failures"] = as.Failures
 	c["arp.drops"] = as.Drops
+	c["arp.malformed"] = as.Malformed
+	c["arp.conflicts"] = as.Conflicts
+	c["arp.disputes"] = as.Disputes
+	c["arp.refuted"] = as.Refuted
+	fs := d.engine.FragStats()
+	c["frags.tracked"] = uint64(fs.Tracked)
+	c["frags.placed"] = fs.Placed
+	c["frags.evicted"] = fs.Evicted
+	c["conns.max"] = uint64(d.conns.Max())
 	return c
 }
 
