@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-short vet fmt bench clean
+.PHONY: all build demo test test-short vet fmt bench clean fuzz fuzz-short
 
 all: build
 
@@ -28,6 +28,17 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+
+# Every fuzz target (go test -list '^Fuzz' in each package that has one)
+# for FUZZTIME each, one after another (.ci/fuzz); fuzz-short is CI's
+# brief pass. A failing input is written to the package's
+# testdata/fuzz/<target>/ and fails the run.
+FUZZTIME ?= 60s
+fuzz:
+	GO=$(GO) GOFLAGS="$(GOFLAGS)" .ci/fuzz $(FUZZTIME)
+
+fuzz-short:
+	GO=$(GO) GOFLAGS="$(GOFLAGS)" .ci/fuzz 10s
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./conntrack ./sched ./forward ./internal/...

@@ -1,10 +1,67 @@
 package arp
 
 import (
+	"bytes"
+	"flag"
+	"fmt"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 )
+
+// The fuzz targets' seed corpora live in testdata/fuzz/<target>/, where
+// go test runs them as ordinary tests. TestFuzzSeedCorpus checks that the
+// files match fuzzSeeds; `go test -run TestFuzzSeedCorpus -update-corpus`
+// rewrites them after fuzzSeeds changes.
+var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz from fuzzSeeds")
+
+// fuzzSeeds are FuzzResolverHandle's seeds, by name: frames a neighbour,
+// a spoofer and clients send (each frame preceded by its selector byte,
+// see FuzzResolverHandle).
+func fuzzSeeds() map[string][]byte {
+	seed := func(frames ...Frame) []byte {
+		var b []byte
+		for i, fr := range frames {
+			b = append(b, byte(i%2)<<1)
+			b, _ = fr.AppendBinary(b)
+		}
+		return b
+	}
+	return map[string][]byte{
+		"resolve":           seed(replyFrom(realA, macA, mac1, ip1)),
+		"claim":             seed(replyFrom(realA, macA, mac1, ip1), replyFrom(realA, macB, mac1, ip1)),
+		"claim-refuted":     seed(replyFrom(realA, macA, mac1, ip1), requestFrom(realA, macB, realA), replyFrom(realA, macA, mac1, ip1)),
+		"vip-requests":      seed(requestFrom(cliC, macC, vip), requestFrom(netip.IPv4Unspecified(), macC, vip)),
+		"vip-claimed":       seed(replyFrom(vip, macB, mac1, ip1), requestFrom(vip, macB, vip)),
+		"own-and-group-mac": seed(replyFrom(realA, mac1, mac1, ip1), replyFrom(realA, Broadcast, mac1, ip1)),
+		"short":             {1, 2, 3},
+	}
+}
+
+func TestFuzzSeedCorpus(t *testing.T) {
+	dir := filepath.Join("testdata", "fuzz", "FuzzResolverHandle")
+	if *updateCorpus {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for name, b := range fuzzSeeds() {
+		path := filepath.Join(dir, "seed-"+name)
+		want := []byte(fmt.Sprintf("go test fuzz v1\n[]byte(%s)\n", strconv.Quote(string(b))))
+		if *updateCorpus {
+			if err := os.WriteFile(path, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		if got, err := os.ReadFile(path); err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("%s missing or stale (%v): run go test -run TestFuzzSeedCorpus -update-corpus", path, err)
+		}
+	}
+}
 
 // FuzzResolverHandle feeds arbitrary frames (the input cut into frames of
 // FrameLen bytes, the first byte of each choosing the interface and the
@@ -16,21 +73,6 @@ import (
 // the MAC it is reachable at); the VIP is never learnt; a neighbour's MAC
 // is never zero, a group address or gvs's own; every frame is counted.
 func FuzzResolverHandle(f *testing.F) {
-	seed := func(frames ...Frame) []byte {
-		var b []byte
-		for _, fr := range frames {
-			b = append(b, 0)
-			b, _ = fr.AppendBinary(b)
-		}
-		return b
-	}
-	f.Add(seed(replyFrom(realA, macA, mac1, ip1)))
-	f.Add(seed(replyFrom(realA, macA, mac1, ip1), replyFrom(realA, macB, mac1, ip1)))
-	f.Add(seed(replyFrom(realA, macA, mac1, ip1), requestFrom(realA, macB, realA), replyFrom(realA, macA, mac1, ip1)))
-	f.Add(seed(requestFrom(cliC, macC, vip), requestFrom(netip.IPv4Unspecified(), macC, vip)))
-	f.Add(seed(replyFrom(vip, macB, mac1, ip1), requestFrom(vip, macB, vip)))
-	f.Add(seed(replyFrom(realA, mac1, mac1, ip1), replyFrom(realA, Broadcast, mac1, ip1)))
-	f.Add([]byte{1, 2, 3})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		h := newHarness(t, Config{})
 		n, _ := h.r.Neighbor(2, realA)
