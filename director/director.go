@@ -58,6 +58,10 @@ type Config struct {
 	ARP *arp.Config
 	// FilterTable names gvs's nftables table (default "gvs").
 	FilterTable string
+	// QdiscBypass sends forwarded frames straight to the driver
+	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
+	// instead of queueing them, and tc egress rules do not see them.
+	QdiscBypass bool
 	// ExpireNodestConn and ExpireQuiescentTemplate are the kernel's
 	// sysctls of the same names (see forward.Config).
 	ExpireNodestConn, ExpireQuiescentTemplate bool
@@ -169,7 +173,7 @@ func New(cfg Config) (d *Director, err error) {
 			d.rxs = append(d.rxs, rx)
 			var egress []forward.Egress
 			for _, out := range d.ifaces {
-				tx, err := afpacket.OpenTX(out.Index, nil)
+				tx, err := afpacket.OpenTX(out.Index, &afpacket.TXConfig{QdiscBypass: cfg.QdiscBypass})
 				if err != nil {
 					return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
 				}

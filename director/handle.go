@@ -489,6 +489,14 @@ func (d *Director) counters() map[string]uint64 {
 	c["tunnel.frag_needed"] = es.FragNeeded
 	c["tunnel.fragmented"] = es.Fragmented
 	c["tunnel.segmented"] = es.Segmented
+	// What the receive rings took in, and what the kernel dropped
+	// because a ring was full (gvs fell behind).
+	for _, rx := range d.rxs {
+		if p, dr, err := rx.Stats(); err == nil {
+			c["rx.packets"] += p
+			c["rx.ring_drops"] += dr
+		}
+	}
 	cs := d.conns.Stats()
 	c["conns.entries"] = uint64(cs.Entries)
 	c["conns.created"] = cs.Created

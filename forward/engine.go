@@ -155,8 +155,16 @@ func (w *Worker) Run() error {
 func (w *Worker) batch(n int) {
 	now := conntrack.Now()
 	snap := w.e.cfg.Services.Load()
+	// Verdicts are tallied per batch: one atomic add per verdict seen
+	// rather than one per frame.
+	var tally [numReasons]uint16
 	for i := range n {
-		w.counts[w.handle(&w.frames[i], now, snap)].Add(1)
+		tally[w.handle(&w.frames[i], now, snap)]++
+	}
+	for r, k := range tally {
+		if k != 0 {
+			w.counts[r].Add(uint64(k))
+		}
 	}
 	for i, d := range w.dirty {
 		if d {

@@ -76,6 +76,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
 	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
+	qdiscBypass := fs.Bool("qdisc-bypass", true, "send forwarded frames straight to the driver, past the interface's qdisc (PACKET_QDISC_BYPASS); =false to queue them through tc")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
@@ -135,6 +136,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		SocketGroup: *socketGroup,
 		Conns:       &conntrack.Config{MaxEntries: *maxConns},
 		FilterTable: *filterTable,
+		QdiscBypass: *qdiscBypass,
 
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
