@@ -502,7 +502,10 @@ func TestBadGvsadmArgumentsChangeNothing(t *testing.T) {
 func TestDemo(t *testing.T) {
 	nstest.Require(t)
 	var out bytes.Buffer
-	err := Demo(context.Background(), DemoConfig{Out: &out, Gvs: gvsBin, Gvsadm: gvsadmBin, Prefix: nstest.Name("gvsdemo")})
+	// Not "gvsdemo...": that is the prefix of real demos, whose stale
+	// namespaces a demo removes.
+	prefix := nstest.Name("gvdt")
+	err := Demo(context.Background(), DemoConfig{Out: &out, Gvs: gvsBin, Gvsadm: gvsadmBin, Prefix: prefix})
 	if err != nil {
 		t.Fatalf("demo: %v\n%s", err, out.String())
 	}
@@ -513,7 +516,7 @@ func TestDemo(t *testing.T) {
 	}
 	// Nothing is left behind.
 	lst, _ := exec.Command("ip", "netns", "list").Output()
-	if strings.Contains(string(lst), "gvsdemo") {
+	if strings.Contains(string(lst), prefix+"-") {
 		t.Errorf("namespaces left: %s", lst)
 	}
 }
