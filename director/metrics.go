@@ -11,6 +11,7 @@ import (
 
 	"github.com/gvs-project/gvs/arp"
 	"github.com/gvs-project/gvs/forward"
+	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/metrics"
 	"github.com/gvs-project/gvs/service"
 )
@@ -22,6 +23,11 @@ const MetricsPath = "/metrics"
 type metricsServer struct {
 	ln  net.Listener
 	srv *http.Server
+	// rxs are the workers' receive rings, in the engine's order of
+	// workers, for their drop counters. Set before the server starts and
+	// never changed, so scrapes read them without a lock (Run clears
+	// Director.rxs while stopping).
+	rxs []*afpacket.RX
 }
 
 // openMetrics listens on Config.MetricsAddr, if set. It runs early in New,
@@ -36,9 +42,12 @@ func (d *Director) openMetrics() error {
 	if err != nil {
 		return fmt.Errorf("--metrics-addr %q: %w", addr, err)
 	}
+	m := &metricsServer{ln: ln}
 	mux := http.NewServeMux()
-	mux.Handle("GET "+MetricsPath, metrics.Handler(metrics.SourceFunc(d.metricsSnapshot)))
-	d.metrics = &metricsServer{ln: ln, srv: &http.Server{
+	mux.Handle("GET "+MetricsPath, metrics.Handler(metrics.SourceFunc(func() *metrics.Snapshot {
+		return d.metricsSnapshot(m.rxs)
+	})))
+	m.srv = &http.Server{
 		Handler: mux,
 		// A scrape is one small request: a slow or stuck client must
 		// not hold a connection open.
@@ -46,7 +55,8 @@ func (d *Director) openMetrics() error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
-	}}
+	}
+	d.metrics = m
 	return nil
 }
 
@@ -66,6 +76,7 @@ func (d *Director) serveMetrics(errc chan<- error) {
 	if m == nil {
 		return
 	}
+	m.rxs = append([]*afpacket.RX(nil), d.rxs...)
 	d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath)
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -87,7 +98,7 @@ func (d *Director) closeMetrics() {
 // metricsSnapshot reads gvs's counters for one scrape: the services' and
 // real servers' are read as gvsadm -L --stats reads them (stats), so the
 // two show the same numbers.
-func (d *Director) metricsSnapshot() *metrics.Snapshot {
+func (d *Director) metricsSnapshot(rxs []*afpacket.RX) *metrics.Snapshot {
 	s := &metrics.Snapshot{Version: Version, IPVSVersion: IPVSVersion}
 	for _, sv := range d.services.Services() {
 		ms := metrics.Service{Protocol: sv.Key.ProtocolName(), Addr: netip.AddrFrom4(sv.Key.Addr), Port: sv.Key.Port,
@@ -104,9 +115,14 @@ func (d *Director) metricsSnapshot() *metrics.Snapshot {
 	s.Conntrack = metrics.Conntrack{Entries: cs.Entries, HalfOpen: cs.HalfOpen, Max: d.conns.Max(),
 		Created: cs.Created, Expired: cs.Expired, Evicted: cs.Evicted, Refused: cs.Full}
 
-	for _, w := range d.engine.Workers() {
+	for i, w := range d.engine.Workers() {
 		ws := w.Stats()
-		mw := metrics.Worker{Name: w.Name, Frames: ws.Frames, Batches: ws.Batches,
+		var ringDrops uint64
+		if i < len(rxs) {
+			// After an error, the drops counted until then.
+			_, ringDrops, _ = rxs[i].Stats()
+		}
+		mw := metrics.Worker{Name: w.Name, Frames: ws.Frames, Batches: ws.Batches, RingDrops: ringDrops,
 			Forwarded: ws.Verdicts[forward.Forwarded], ICMPSent: ws.ICMPSent, ICMPRelayed: ws.ICMPRelayed,
 			Fragmented: ws.Fragmented, Segmented: ws.Segmented}
 		for i, n := range ws.BatchSizes {

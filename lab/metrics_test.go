@@ -165,6 +165,10 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("forwarded frames: /metrics %v, gvs's counter read after it %d", fwd, cn["verdict.forwarded"])
 	}
 
+	if rd, ok := sumBy(fams["gvs_worker_ring_drops_total"], "worker")["eth0/0"]; !ok || rd > float64(cn["rx.ring_drops"]) {
+		t.Errorf("ring drops: /metrics %v (exported %v), gvs's counter read after it %d", rd, ok, cn["rx.ring_drops"])
+	}
+
 	// The ARP cache: both real servers resolved; gvs answered the
 	// client's requests for the VIP.
 	if st := sumBy(fams["gvs_arp_neighbors"], "state"); st["reachable"] != 2 || st["failed"] != 0 {

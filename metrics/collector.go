@@ -59,6 +59,7 @@ var (
 	ctRefused  = newDesc("gvs_conntrack_refused_total", "New connections refused: the table was full and held nothing to evict.")
 
 	workerFrames     = newDesc("gvs_worker_frames_total", "Frames a data-path worker received.", "worker")
+	workerRingDrops  = newDesc("gvs_worker_ring_drops_total", "Frames the kernel dropped because a worker's receive ring was full (gvs fell behind).", "worker")
 	workerBatches    = newDesc("gvs_worker_batch_frames", "Frames per batch a data-path worker took from its receive ring.", "worker")
 	forwardedFrames  = newDesc("gvs_forwarded_frames_total", "Frames rewritten and sent to a real server (or back to a client).", "worker")
 	droppedFrames    = newDesc("gvs_dropped_frames_total", "Frames to a virtual service that gvs dropped, by reason.", "worker", "reason")
@@ -149,6 +150,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for i := range s.Workers {
 		w := &s.Workers[i]
 		counter(workerFrames, w.Frames, w.Name)
+		counter(workerRingDrops, w.RingDrops, w.Name)
 		buckets := make(map[float64]uint64, len(w.BatchSizes))
 		var cum uint64
 		for _, b := range w.BatchSizes {

@@ -70,9 +70,12 @@ type Conntrack struct {
 
 // Worker is one data-path worker's counters.
 type Worker struct {
-	Name    string // interface/ring, as "eth0/0"
-	Frames  uint64 // frames received
-	Batches uint64 // batches handled
+	Name   string // interface/ring, as "eth0/0"
+	Frames uint64 // frames received
+	// RingDrops counts frames the kernel dropped because the worker's
+	// receive ring was full (PACKET_STATISTICS).
+	RingDrops uint64
+	Batches   uint64 // batches handled
 	// BatchSizes counts batches by size: BatchSizes[i] counts those of
 	// more than BatchSizes[i-1].UpTo frames, up to BatchSizes[i].UpTo, in
 	// increasing order of UpTo.
