@@ -65,6 +65,9 @@ type Config struct {
 	// ExpireNodestConn and ExpireQuiescentTemplate are the kernel's
 	// sysctls of the same names (see forward.Config).
 	ExpireNodestConn, ExpireQuiescentTemplate bool
+	// MetricsAddr, if set, is where gvs serves Prometheus metrics
+	// (MetricsPath; gvs --metrics-addr).
+	MetricsAddr string
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
 }
@@ -85,6 +88,7 @@ type Director struct {
 	rxs      []*afpacket.RX
 	txs      []*afpacket.TX
 	ctl      *control.Server
+	metrics  *metricsServer // nil without Config.MetricsAddr
 
 	// retired are removed real servers whose flows may still run; their
 	// ARP neighbours are released when their last connection ends.
@@ -120,6 +124,9 @@ func New(cfg Config) (d *Director, err error) {
 			return nil, fmt.Errorf("interface %s is not an Ethernet interface", name)
 		}
 		d.ifaces = append(d.ifaces, ifi)
+	}
+	if err := d.openMetrics(); err != nil {
+		return nil, err
 	}
 
 	d.services = service.New()
@@ -223,7 +230,7 @@ func (d *Director) Run(ctx context.Context) error {
 	d.log.Info("gvs serving", "interfaces", names, "socket", d.ctl.Path(), "version", Version,
 		"filter", d.filter != nil)
 
-	errc := make(chan error, len(d.engine.Workers())+1)
+	errc := make(chan error, len(d.engine.Workers())+2)
 	var wg sync.WaitGroup
 	for _, w := range d.engine.Workers() {
 		wg.Add(1)
@@ -239,6 +246,7 @@ func (d *Director) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	d.serveMetrics(errc)
 	stop := make(chan struct{})
 	var reaper sync.WaitGroup
 	reaper.Add(1)
@@ -343,6 +351,7 @@ func (d *Director) close() {
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
+	d.closeMetrics()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}

@@ -110,6 +110,7 @@ type Worker struct {
 	counts      [numReasons]atomic.Uint64
 	frameN      atomic.Uint64
 	batchN      atomic.Uint64
+	sizes       batchSizes    // batches by size
 	icmpSent    atomic.Uint64 // ICMP errors gvs sent (time exceeded, fragmentation needed)
 	icmpRelayed atomic.Uint64 // ICMP errors about connections relayed
 	fragNeededN atomic.Uint64 // fragmentation-needed sent (TUN)
@@ -175,6 +176,7 @@ func (w *Worker) batch(n int) {
 	w.rx.Release()
 	w.frameN.Add(uint64(n))
 	w.batchN.Add(1)
+	w.sizes.add(n)
 }
 
 // egressFor returns the index of the egress interface with ifindex, or -1.
@@ -192,6 +194,9 @@ func (w *Worker) egressFor(ifindex int) int {
 type Stats struct {
 	Frames  uint64
 	Batches uint64
+	// BatchSizes counts batches by size, in buckets of upper bound
+	// BatchBucketBound(i).
+	BatchSizes [BatchBuckets]uint64
 	// Verdicts counts frames by verdict.
 	Verdicts [numReasons]uint64
 	// ICMPSent counts the ICMP errors gvs sent, ICMPRelayed those about
@@ -205,7 +210,7 @@ type Stats struct {
 func (w *Worker) Stats() Stats {
 	s := Stats{Frames: w.frameN.Load(), Batches: w.batchN.Load(),
 		ICMPSent: w.icmpSent.Load(), ICMPRelayed: w.icmpRelayed.Load(), FragNeeded: w.fragNeededN.Load(),
-		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load()}
+		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load(), BatchSizes: w.sizes.load()}
 	for i := range s.Verdicts {
 		s.Verdicts[i] = w.counts[i].Load()
 	}
@@ -226,6 +231,9 @@ func (e *Engine) Stats() Stats {
 		s.Segmented += ws.Segmented
 		for i := range s.Verdicts {
 			s.Verdicts[i] += ws.Verdicts[i]
+		}
+		for i := range s.BatchSizes {
+			s.BatchSizes[i] += ws.BatchSizes[i]
 		}
 	}
 	return s

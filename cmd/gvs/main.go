@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -64,6 +65,8 @@ func daemon(args []string, stderr io.Writer) int {
 Options:
 %s
 Configure the virtual services with gvsadm (ipvsadm's commands).
+With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
+(the README's "Metrics" section lists them).
 `, fs.FlagUsages())
 	}
 	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
@@ -72,6 +75,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
 	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
 	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT, e.g. 127.0.0.1:9610; off by default)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
@@ -93,6 +97,12 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		fmt.Fprintln(stderr, "gvs: no interface given: serve at least one with -i IFACE")
 		fs.Usage()
 		return 2
+	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			fmt.Fprintf(stderr, "gvs: --metrics-addr %q: want HOST:PORT, e.g. 127.0.0.1:9610 (%v)\n", *metricsAddr, err)
+			return 2
+		}
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
@@ -140,6 +150,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
+		MetricsAddr:             *metricsAddr,
 		Log:                     log,
 	})
 	if err != nil {
