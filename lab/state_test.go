@@ -687,3 +687,29 @@ func TestRestartKeepsSHPicks(t *testing.T) {
 		}
 	}
 }
+
+// TestInterfaceDownAndUp: gvs's interface going down and up again does
+// not stop gvs, and it serves again once the link is back (its sockets
+// stay bound to the interface, so nothing is reopened: gvs could not,
+// having dropped CAP_NET_RAW).
+func TestInterfaceDownAndUp(t *testing.T) {
+	l := newStateLab(t, gvsBin)
+	ctx := context.Background()
+	if err := l.StartGvs(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range l.ServiceCommands("-t", "rr") {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	getBoth(t, l, 4)
+	l.Director.mustRun(t, "ip", "link", "set", "eth0", "down")
+	// gvs's ARP socket sees the link go (ENETDOWN), and says so.
+	waitLog(t, l, "network is down", 1)
+	l.Director.mustRun(t, "ip", "link", "set", "eth0", "up")
+	getBoth(t, l, 4)
+	if exited, err := l.GvsExited(); exited {
+		t.Fatalf("gvs exited: %v\n%s", err, l.GvsLog())
+	}
+}

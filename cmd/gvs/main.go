@@ -64,6 +64,7 @@ func daemon(args []string, stderr io.Writer) int {
 Options:
 %s
 Configure the virtual services with gvsadm (ipvsadm's commands).
+SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 `, fs.FlagUsages())
 	}
 	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
