@@ -9,10 +9,9 @@ import (
 // What gvs keeps of root's powers once it serves.
 //
 // Everything gvs needs a privilege for happens in New: the AF_PACKET rings
-// and ARP sockets (CAP_NET_RAW), the nftables table and its netlink socket
-// in the namespace (CAP_NET_ADMIN, and CAP_SYS_ADMIN where google/nftables
-// enters the namespace with setns), the control socket (CAP_CHOWN for
-// --socket-group). After that, while it serves, gvs:
+// and ARP sockets (CAP_NET_RAW), the nftables table (CAP_NET_ADMIN), the
+// control socket (CAP_CHOWN for --socket-group). After that, while it
+// serves, gvs:
 //
 //   - reads and writes frames on sockets already open (no capability: the
 //     kernel checks CAP_NET_RAW when a packet socket is created, not when
