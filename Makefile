@@ -7,8 +7,10 @@ GOFLAGS ?=
 
 all: build
 
+# Without cgo: only then can gvs drop its capabilities on every thread
+# after start (Go's AllThreadsSyscall; see README, Privileges).
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
 
 # The seed notes' LVS lab in network namespaces, step by step
 # (MODE=dr, the notes' lab, by default; or nat, tun, fullnat).

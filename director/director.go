@@ -90,6 +90,11 @@ type Director struct {
 	ctl      *control.Server
 	metrics  *metricsServer // nil without Config.MetricsAddr
 
+	// applyMu serialises configuration changes: gvsadm's and reloads
+	// (which read the table, then change it).
+	applyMu  sync.Mutex
+	stopping bool // under applyMu: Run is shutting down, no more reloads
+
 	// retired are removed real servers whose flows may still run; their
 	// ARP neighbours are released when their last connection ends.
 	retiredMu sync.Mutex
@@ -263,6 +268,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	d.ctl.Close()
 	d.ctl = nil
+	d.stopReloads()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}

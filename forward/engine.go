@@ -136,6 +136,11 @@ func (e *Engine) Workers() []*Worker { return e.workers }
 // Other errors of the receive ring are returned. The worker keeps its OS
 // thread to itself, so that the scheduler never moves it (and its ring's
 // cache lines) between CPUs behind its back.
+//
+// Closing the receive ring stops the worker between batches: the batch in
+// hand is finished and flushed first. A frame reaches a transmit ring only
+// once its rewrite is complete (Commit comes last), so a stop never sends
+// a half-rewritten frame.
 func (w *Worker) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -143,6 +148,11 @@ func (w *Worker) Run() error {
 		n, err := w.rx.Receive(w.frames[:])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				// Frames a full socket buffer held back get one
+				// more chance before the transmit rings close.
+				for i := range w.egress {
+					w.egress[i].TX.Flush()
+				}
 				return nil
 			}
 			return fmt.Errorf("worker %s: %w", w.Name, err)

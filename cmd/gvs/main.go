@@ -67,6 +67,7 @@ Options:
 Configure the virtual services with gvsadm (ipvsadm's commands).
 With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
 (the README's "Metrics" section lists them).
+SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 `, fs.FlagUsages())
 	}
 	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
@@ -74,7 +75,7 @@ With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
 	socketGroup := fs.String("socket-group", "", "let this group's members use the control socket (mode 0660)")
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
 	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
-	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start")
+	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start, and again on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT, e.g. 127.0.0.1:9610; off by default)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
@@ -139,6 +140,14 @@ With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
 		}
 	}
 
+	// From here on, SIGINT and SIGTERM stop gvs cleanly (a signal during
+	// start-up stops it as soon as it serves) and SIGHUP reloads --rules.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	d, err := director.New(director.Config{
 		Interfaces:  *ifaces,
 		Workers:     *workers,
@@ -169,12 +178,39 @@ With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
 		}
 		log.Info("rules loaded", "file", *rules, "commands", len(batch.Commands))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Everything that needs root's powers is open: keep only what the
+	// running daemon needs (see director/privs.go).
+	if p, err := d.DropPrivileges(); err != nil {
+		log.Warn("gvs could not drop its capabilities", "err", err)
+	} else {
+		log.Info("capabilities dropped", "kept", p.String())
+	}
+	go reloadOnHangup(ctx, hup, d, *rules, log)
 	if err := d.Run(ctx); err != nil {
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup reloads the rules file at each SIGHUP until ctx is done.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *director.Director, rules string, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if rules == "" {
+			log.Warn("SIGHUP: no rules file to reload: start gvs with --rules FILE")
+			continue
+		}
+		res, err := d.Reload(rules)
+		if err != nil {
+			log.Error("rules not reloaded; the running configuration is unchanged", "err", err)
+			continue
+		}
+		log.Info("rules reloaded", "file", rules, "commands", res.Commands, "changes", res.Ops)
+	}
 }
 
 func realServer(args []string, stdout, stderr io.Writer) int {
