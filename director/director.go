@@ -58,9 +58,16 @@ type Config struct {
 	ARP *arp.Config
 	// FilterTable names gvs's nftables table (default "gvs").
 	FilterTable string
+	// QdiscBypass sends forwarded frames straight to the driver
+	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
+	// instead of queueing them, and tc egress rules do not see them.
+	QdiscBypass bool
 	// ExpireNodestConn and ExpireQuiescentTemplate are the kernel's
 	// sysctls of the same names (see forward.Config).
 	ExpireNodestConn, ExpireQuiescentTemplate bool
+	// MetricsAddr, if set, is where gvs serves Prometheus metrics
+	// (MetricsPath; gvs --metrics-addr).
+	MetricsAddr string
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
 }
@@ -81,6 +88,12 @@ type Director struct {
 	rxs      []*afpacket.RX
 	txs      []*afpacket.TX
 	ctl      *control.Server
+	metrics  *metricsServer // nil without Config.MetricsAddr
+
+	// applyMu serialises configuration changes: gvsadm's and reloads
+	// (which read the table, then change it).
+	applyMu  sync.Mutex
+	stopping bool // under applyMu: Run is shutting down, no more reloads
 
 	// retired are removed real servers whose flows may still run; their
 	// ARP neighbours are released when their last connection ends.
@@ -116,6 +129,9 @@ func New(cfg Config) (d *Director, err error) {
 			return nil, fmt.Errorf("interface %s is not an Ethernet interface", name)
 		}
 		d.ifaces = append(d.ifaces, ifi)
+	}
+	if err := d.openMetrics(); err != nil {
+		return nil, err
 	}
 
 	d.services = service.New()
@@ -169,7 +185,7 @@ func New(cfg Config) (d *Director, err error) {
 			d.rxs = append(d.rxs, rx)
 			var egress []forward.Egress
 			for _, out := range d.ifaces {
-				tx, err := afpacket.OpenTX(out.Index, nil)
+				tx, err := afpacket.OpenTX(out.Index, &afpacket.TXConfig{QdiscBypass: cfg.QdiscBypass})
 				if err != nil {
 					return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
 				}
@@ -219,7 +235,7 @@ func (d *Director) Run(ctx context.Context) error {
 	d.log.Info("gvs serving", "interfaces", names, "socket", d.ctl.Path(), "version", Version,
 		"filter", d.filter != nil)
 
-	errc := make(chan error, len(d.engine.Workers())+1)
+	errc := make(chan error, len(d.engine.Workers())+2)
 	var wg sync.WaitGroup
 	for _, w := range d.engine.Workers() {
 		wg.Add(1)
@@ -235,6 +251,7 @@ func (d *Director) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	d.serveMetrics(errc)
 	stop := make(chan struct{})
 	var reaper sync.WaitGroup
 	reaper.Add(1)
@@ -251,6 +268,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	d.ctl.Close()
 	d.ctl = nil
+	d.stopReloads()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}
@@ -339,6 +357,7 @@ func (d *Director) close() {
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
+	d.closeMetrics()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}

@@ -199,10 +199,11 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if cfg.Socket == "" {
 		cfg.Socket = filepath.Join(os.TempDir(), cfg.Prefix+".sock")
 	}
-	l = &Lab{cfg: cfg}
+	lab := &Lab{cfg: cfg}
+	l = lab
 	defer func() {
 		if err != nil {
-			l.Close()
+			lab.Close() // l is nil by now
 		}
 	}()
 	mode := cfg.Mode

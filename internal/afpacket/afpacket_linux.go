@@ -573,7 +573,14 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 	t.send = func(fd uintptr) {
 		// sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): tpacket_snd sends
 		// every slot marked TP_STATUS_SEND_REQUEST from its head on.
-		_, _, t.sendErr = unix.Syscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		//
+		// A raw system call: with MSG_DONTWAIT it never sleeps, but the
+		// kernel forwards the whole batch inside it (on veth, through to
+		// the peer's stack), which takes long enough that the Go
+		// scheduler's sysmon would hand the worker's P to another
+		// thread during an ordinary Syscall, and the worker would pay
+		// for thread wake-ups and context switches on every batch.
+		_, _, t.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
 	t.free = func(uintptr) bool { return t.slotFree(t.s.offs[t.head]) }
 	return t, nil
