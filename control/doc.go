@@ -279,6 +279,7 @@
 //	EPERM            the peer may not use the socket
 //	EPROTONOSUPPORT  another protocol version
 //	EMSGSIZE         a message larger than MaxMessageSize
+//	EBUSY            too many connections, or large requests, at once: try again
 //	EIO              an internal error in the daemon (it keeps running)
 //
 // # Limits
@@ -288,6 +289,16 @@
 //     sending it.
 //   - The server's idle timeout is 5 minutes; a refused peer's first
 //     request is awaited for 5 seconds.
+//   - The server serves at most ServerConfig.MaxConns connections at once
+//     (DefaultMaxConns, 64): one more is answered EBUSY and closed before
+//     anything is read from it. At most 2 connections read a request
+//     longer than 64 KiB at once; another waits up to 30 s for its turn,
+//     then gets EBUSY and is closed. So a client flooding the socket with
+//     connections or huge lines cannot make gvs hold more than about 64
+//     goroutines and buffers and two large requests (limits.go).
+//   - A client that disconnects before its line is complete has sent
+//     nothing: the partial line is dropped. A complete request is carried
+//     out even if its client is gone before the reply.
 //   - The client (Dial, Client.Do) connects within 5 seconds and bounds
 //     each exchange to 2 minutes.
 package control

@@ -125,6 +125,9 @@ const (
 	CodeTooLarge     = "EMSGSIZE"
 	CodeInternal     = "EIO"
 	CodeRange        = "ERANGE" // lower threshold above the upper one (as the kernel)
+	// CodeBusy: the server is serving as many connections (or large
+	// requests) as it allows (see limits.go); try again later.
+	CodeBusy = "EBUSY"
 	// CodeRefused is gvs's own refusal of something IPVS would accept
 	// (for example a DR real server that is not on the director's LAN).
 	// ipvsadm has no text for it: gvsadm prints Message.

@@ -81,6 +81,9 @@ type ServerConfig struct {
 	IdleTimeout time.Duration
 	// Logf logs refused peers and malformed messages (optional).
 	Logf func(format string, args ...any)
+	// MaxConns bounds the connections served at once (default
+	// DefaultMaxConns); see limits.go.
+	MaxConns int
 }
 
 // Server serves the control socket.
@@ -93,6 +96,10 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup
+
+	big      chan struct{} // permits to read a line longer than a connection's buffer (limits.go)
+	busyMu   sync.Mutex
+	busyLogs time.Time // when a refused connection was last logged
 }
 
 // ErrInUse is returned by Listen when another process serves the socket.
@@ -205,6 +212,10 @@ func (s *Server) setDefaults() {
 	if s.cfg.Logf == nil {
 		s.cfg.Logf = func(string, ...any) {}
 	}
+	if s.cfg.MaxConns <= 0 {
+		s.cfg.MaxConns = DefaultMaxConns
+	}
+	s.big = make(chan struct{}, bigLines)
 }
 
 // Path returns the socket's path.
@@ -239,6 +250,11 @@ func (s *Server) Serve(h Handler) error {
 			continue
 		}
 		s.mu.Lock()
+		if len(s.conns) >= s.cfg.MaxConns {
+			s.mu.Unlock()
+			s.refuseBusy(c)
+			continue
+		}
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -331,8 +347,12 @@ func (s *Server) converse(r *bufio.Reader, w io.Writer, h Handler, maxLine int, 
 		if before != nil {
 			before()
 		}
-		line, err := readLine(r, maxLine)
+		line, err := s.readRequest(r, maxLine)
 		if err != nil {
+			if errors.Is(err, errBusy) {
+				writeReply(w, errReply(CodeBusy, err.Error()))
+				return
+			}
 			if errors.Is(err, errTooLarge) {
 				s.cfg.Logf("control: request larger than %d bytes", maxLine)
 				writeReply(w, errReply(CodeTooLarge, fmt.Sprintf("request larger than %d bytes", maxLine)))
@@ -428,8 +448,21 @@ var errTooLarge = errors.New("message too large")
 // counting the newline). A line known to be longer, terminated or not, is
 // errTooLarge as soon as that is known.
 func readLine(r *bufio.Reader, max int) ([]byte, error) {
+	return readLineGated(r, max, nil)
+}
+
+// readLineGated is readLine that calls big, if not nil, once a line turns
+// out longer than r's buffer, before it reads on (limits.go); an error
+// from big ends the read.
+func readLineGated(r *bufio.Reader, max int, big func() error) ([]byte, error) {
 	var line []byte
 	for {
+		if line != nil && big != nil {
+			if err := big(); err != nil {
+				return nil, err
+			}
+			big = nil
+		}
 		chunk, err := r.ReadSlice('\n')
 		n := len(chunk)
 		if err == nil {

@@ -122,6 +122,7 @@ var daemonOwnCodes = map[string]bool{
 	control.CodeTooLarge:     true,
 	control.CodeVersion:      true,
 	control.CodeInternal:     true,
+	control.CodeBusy:         true, // strerror's "Device or resource busy" would not say to retry
 }
 
 // strerrorText is glibc's strerror for the errno names that can reach
