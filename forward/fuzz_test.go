@@ -249,7 +249,7 @@ func FuzzHandle(f *testing.F) {
 		if mode&4 != 0 {
 			proto = hdr.ProtoUDP
 		}
-		rig := newModeRig(t, fwd, proto)
+		rig := newModeRigShards(t, fwd, proto, 64)
 		open := frameSpec{dstMAC: directorMAC, src: clientIP, dst: vip, proto: proto, sport: fuzzCport, dport: fuzzVport, flags: hdr.TCPFlagSYN, payload: 4}
 		if v := rig.send(frame(open.build())); v != Forwarded {
 			t.Fatalf("opening the connection: %v", v)

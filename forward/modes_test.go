@@ -44,9 +44,16 @@ type modeRig struct {
 }
 
 func newModeRig(t *testing.T, fwd service.Forward, proto uint8) *modeRig {
+	return newModeRigShards(t, fwd, proto, 0)
+}
+
+// newModeRigShards is newModeRig with a connection table of that many
+// shards (0: the default, 4096): the fuzz targets make a rig per input, and
+// a small table makes that cheap.
+func newModeRigShards(t *testing.T, fwd service.Forward, proto uint8, shards int) *modeRig {
 	ports := NewPortPools()
 	r := &modeRig{t: t, svc: service.New(), lan: &fakeTX{}, real: &fakeTX{},
-		conns: conntrack.New[*service.Real](&conntrack.Config{OnRemove: ports.Release, Shards: 64})}
+		conns: conntrack.New[*service.Real](&conntrack.Config{OnRemove: ports.Release, Shards: shards})}
 	key := service.KeyOf(proto, netip.AddrFrom4(vip), 80)
 	rport := uint16(80)
 	if fwd == service.Masq || fwd == service.FullNAT {

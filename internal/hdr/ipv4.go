@@ -101,6 +101,18 @@ func (h IPv4) FragmentOffset() int {
 // (RFC 1071 section 1, as the receiving ip_rcv checks it). The header
 // must be HeaderLen bytes long.
 func (h IPv4) ChecksumValid() bool {
+	if len(h) >= IPv4MinLen && h[ipv4VerIHL]&0x0f == 5 {
+		// The usual header without options: five 32-bit words, summed
+		// in 64 bits and folded (RFC 1071: byte order and word size do
+		// not change a one's-complement sum, up to the fold).
+		s := uint64(binary.BigEndian.Uint32(h[0:])) + uint64(binary.BigEndian.Uint32(h[4:])) +
+			uint64(binary.BigEndian.Uint32(h[8:])) + uint64(binary.BigEndian.Uint32(h[12:])) +
+			uint64(binary.BigEndian.Uint32(h[16:]))
+		s = s&0xffff + s>>16&0xffff + s>>32
+		s = s&0xffff + s>>16
+		s = s&0xffff + s>>16
+		return s == 0xffff
+	}
 	return Fold(Sum(h[:h.HeaderLen()], 0)) == 0xffff
 }
 
