@@ -35,15 +35,17 @@ const (
 // handleFragment to place), and otherwise the verdict that leaves it
 // alone.
 //
-// The TCP/UDP header must hold together (MalformedL4 otherwise): a TCP
-// data offset of at least 20 bytes within the packet; a UDP length field
-// of at least 8 that does not reach past the packet (a shorter one is
-// allowed: the receiving kernel trims the rest, as __udp4_lib_rcv does);
-// a first fragment that holds the whole TCP or UDP header (RFC 1858's tiny
-// fragments), a TCP fragment not at offset 8 (RFC 1858's overlapping
-// fragment, which would rewrite the first one's flags on reassembly), and
-// no fragment asking for checksum offload or segmentation (a fragment's
-// checksum cannot be completed alone).
+// The TCP/UDP header must hold together, or the verdict is MalformedL4:
+//   - a TCP data offset of at least 20 bytes, within the packet;
+//   - a UDP length field of at least 8 that does not reach past the
+//     packet (a shorter one is allowed: the receiving kernel trims the
+//     rest, as __udp4_lib_rcv does), and in a first fragment does;
+//   - a first fragment holds the whole TCP or UDP header (RFC 1858's tiny
+//     fragments);
+//   - no TCP fragment starts at offset 8 (RFC 1858's overlapping fragment,
+//     which would rewrite the first one's flags on reassembly);
+//   - no fragment asks for checksum offload or segmentation (a fragment's
+//     checksum cannot be completed alone).
 func classify(f *afpacket.Frame, p *packet) Reason {
 	if f.PktType != afpacket.PacketHost {
 		return NotHost
