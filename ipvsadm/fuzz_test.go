@@ -41,7 +41,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if c.Kind < KindAdd || c.Kind > KindVersion {
+		if c.Kind < KindAdd || c.Kind > KindGetLaddr {
 			t.Fatalf("kind %d", c.Kind)
 		}
 		if (c.Options&OptJSON != 0 || c.Format&FmtJSON != 0) && c.Kind != KindList {
@@ -49,7 +49,7 @@ func FuzzParse(f *testing.F) {
 		}
 		req, err := c.Request()
 		switch c.Kind {
-		case KindList, KindSave, KindRestore, KindHelp, KindVersion:
+		case KindList, KindSave, KindRestore, KindHelp, KindVersion, KindGetLaddr:
 			if err == nil {
 				t.Fatalf("%s: request %+v", c.Kind, req)
 			}
