@@ -330,9 +330,11 @@ func TestSYNFlood(t *testing.T) {
 
 	stop := make(chan struct{})
 	poll := pollTable(fl.Socket(), stop)
-	// At most 20 connections a second each: at most 2000 a second in all,
-	// 20 000 entries over the test, well below the bound.
-	clients := fl.startClients(ctx, fl.clients, 3, 50*time.Millisecond, stop)
+	// At most 10 connections a second each: at most 1000 a second in all,
+	// about 10 000 entries of finished connections over the test, which
+	// leaves 40 000 places to half-open ones: 2 s of the flood, far more
+	// than a real handshake takes.
+	clients := fl.startClients(ctx, fl.clients, 3, 100*time.Millisecond, stop)
 	flood := &SYNFlood{NS: fl.Flooder.Name, Dev: "eth0", DstMAC: fl.routerMAC, Sources: floodSources,
 		Count: floodCount, Dst: netip.AddrPortFrom(VIP, 80), Rate: floodRate}
 	sent, err := flood.Run(ctx)
@@ -365,11 +367,8 @@ func TestSYNFlood(t *testing.T) {
 	if poll.max.Load() > floodConnMax || c["conns.entries"] > floodConnMax {
 		t.Fatalf("the table held %d entries, more than its bound %d", max(poll.max.Load(), c["conns.entries"]), floodConnMax)
 	}
-	if poll.max.Load() < floodConnMax*9/10 {
-		t.Fatalf("the table never filled (max %d of %d): the flood did not reach gvs", poll.max.Load(), floodConnMax)
-	}
 	if c["conns.evicted"] == 0 {
-		t.Fatal("no half-open entry was evicted")
+		t.Fatalf("no half-open entry was evicted: the table (max %d entries seen) never filled", poll.max.Load())
 	}
 	if c["conns.full"] != 0 || c["verdict.table_full"] != 0 {
 		t.Fatalf("%d new connections refused with a full table: half-open ones should have been evicted", c["conns.full"])
