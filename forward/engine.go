@@ -77,6 +77,7 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	workers []*Worker
+	tap     engineTap // gvs --trace, --pcap (tap.go)
 }
 
 // New returns an engine without workers.
@@ -106,6 +107,7 @@ type Worker struct {
 	// scratch holds an outer IPIP packet being fragmented: the largest
 	// IPv4 packet and its outer header.
 	scratch []byte
+	tap     *workerTap // made at the first tapped batch (tap.go)
 
 	counts      [numReasons]atomic.Uint64
 	frameN      atomic.Uint64
@@ -155,8 +157,14 @@ func (w *Worker) Run() error {
 func (w *Worker) batch(n int) {
 	now := conntrack.Now()
 	snap := w.e.cfg.Services.Load()
-	for i := range n {
-		w.counts[w.handle(&w.frames[i], now, snap)].Add(1)
+	if h := w.e.tapped(); h != nil {
+		// gvs --trace or --pcap: the one branch per batch they cost
+		// when off (none with -tags notrace).
+		w.tapBatch(h, n, now, snap)
+	} else {
+		for i := range n {
+			w.counts[w.handle(&w.frames[i], now, snap)].Add(1)
+		}
 	}
 	for i, d := range w.dirty {
 		if d {
