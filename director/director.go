@@ -24,6 +24,7 @@ import (
 	"github.com/gvs-project/gvs/ingress"
 	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/service"
+	"github.com/gvs-project/gvs/trace"
 )
 
 // maxWorkers bounds --workers: each worker holds a receive ring and a
@@ -63,6 +64,10 @@ type Config struct {
 	ExpireNodestConn, ExpireQuiescentTemplate bool
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
+	// Trace configures gvs --trace and --pcap (nil: off, with the trace
+	// on standard output when gvsadm --trace switches it on); the
+	// interfaces are filled in (trace.go).
+	Trace *trace.Config
 }
 
 // Director is a running gvs.
@@ -81,6 +86,7 @@ type Director struct {
 	rxs      []*afpacket.RX
 	txs      []*afpacket.TX
 	ctl      *control.Server
+	tr       tracing // gvs --trace, --pcap (trace.go)
 
 	// retired are removed real servers whose flows may still run; their
 	// ARP neighbours are released when their last connection ends.
@@ -179,6 +185,10 @@ func New(cfg Config) (d *Director, err error) {
 			}
 			d.engine.AddWorker(fmt.Sprintf("%s/%d", in.Name, w), in.Index, rx, egress)
 		}
+	}
+
+	if err := d.openTrace(); err != nil {
+		return nil, err
 	}
 
 	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})
@@ -345,6 +355,7 @@ func (d *Director) close() {
 	for _, tx := range d.txs {
 		tx.Close()
 	}
+	d.closeTrace()
 	if d.filter != nil {
 		if err := d.filter.Close(); err != nil {
 			d.log.Warn("removing the ingress filter", "err", err)

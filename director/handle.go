@@ -37,6 +37,8 @@ func (d *Director) Handle(req *control.Request) *control.Reply {
 		control.OpAddDest, control.OpEditDest, control.OpDelDest, control.OpZero,
 		control.OpAddLaddr, control.OpDelLaddr:
 		return d.apply([]control.Request{*req}, false)
+	case control.OpTrace:
+		return d.traceOp(req)
 	}
 	return errorReply(control.CodeInvalid, -1, fmt.Sprintf("unknown operation %q", req.Op))
 }
@@ -500,6 +502,7 @@ func (d *Director) counters() map[string]uint64 {
 	c["arp.answers_sent"] = as.AnswersSent
 	c["arp.failures"] = as.Failures
 	c["arp.drops"] = as.Drops
+	d.traceCounters(c)
 	return c
 }
 

@@ -56,8 +56,9 @@ type Config struct {
 
 // Stats are a Tap's counters.
 type Stats struct {
-	// Traced packets were printed; Suppressed were over the rate;
-	// Lost did not fit the trace's queue.
+	// Traced packets were queued for printing (counted as the worker
+	// hands them over, before the frame is sent on); Suppressed were
+	// over the rate; Lost did not fit the trace's queue.
 	Traced, Suppressed, Lost uint64
 	// Captured frames were written to the file; Dropped did not fit
 	// the capture's queue (or the worker's copy buffer); NotWritten
@@ -294,6 +295,7 @@ func (t *tracer) record(o *forward.Observation, seq uint64) {
 	r := newRecord(o, seq)
 	select {
 	case t.queue <- r:
+		t.traced.Add(1)
 	default:
 		t.lost.Add(1)
 	}
@@ -328,7 +330,6 @@ func (t *tracer) run() {
 
 func (t *tracer) write(r *record) {
 	t.cfg.Out.Write([]byte(r.format(t.names)))
-	t.traced.Add(1)
 }
 
 // summary prints how many packets the rate limit left out since the

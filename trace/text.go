@@ -230,7 +230,12 @@ func hopText(h service.Hop, names map[int]string) string {
 	default:
 		how = "learned"
 	}
-	age := time.Since(ni.Updated).Round(100 * time.Millisecond)
+	age := time.Since(ni.Updated)
+	if age < time.Second {
+		age = age.Round(time.Millisecond)
+	} else {
+		age = age.Round(100 * time.Millisecond)
+	}
 	state := ""
 	if ni.State != arp.Reachable {
 		state = fmt.Sprintf(" (now %s)", ni.State)

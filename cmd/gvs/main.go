@@ -2,7 +2,8 @@
 // load balancer that does what Linux's IPVS does, for hosts without the
 // ip_vs module.
 //
-//	gvs -i IFACE [-i IFACE ...] [--socket PATH]   serve the virtual services on these interfaces
+//	gvs -i IFACE [-i IFACE ...] [--socket PATH] [--trace] [--pcap FILE]
+//	                                                 serve the virtual services on these interfaces
 //	gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
 //	                                                 make this host an LVS real server for VIP (DR; TUN with --tun)
 //	gvs demo                                         run the seed's LVS-DR lab in network namespaces
@@ -58,7 +59,7 @@ func daemon(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, `Usage:
   gvs -i IFACE [-i IFACE ...] [options]       run the director
   gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
-  gvs demo [--mode dr|nat|tun|fullnat] [--keep]  the seed's LVS lab in network namespaces (root)
+  gvs demo [--mode dr|nat|tun|fullnat] [--trace] [--keep]  the seed's LVS lab in network namespaces (root)
   gvs version
 
 Options:
@@ -77,6 +78,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
 	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
+	tf := traceFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -110,6 +112,11 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		return 2
 	}
 	log := slog.New(h)
+	tcfg, err := tf.config(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvs: %v\n", err)
+		return 2
+	}
 
 	// Read and check the rules file before opening anything: a bad file
 	// must stop gvs with a clear reason, not leave it half configured.
@@ -139,6 +146,7 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
 		Log:                     log,
+		Trace:                   tcfg,
 	})
 	if err != nil {
 		log.Error("gvs cannot start", "err", err)
@@ -263,6 +271,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "leave the lab running at the end, until Ctrl-C")
 	mode := fs.String("mode", "dr", "the forwarding method to show: dr (the seed notes' lab), nat, tun or fullnat")
 	gvsadm := fs.String("gvsadm", "", "path of the gvsadm binary (default: next to gvs, else $PATH)")
+	traceOn := fs.Bool("trace", false, "run gvs with --trace and show what it did to the first connection's frames")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			return 0
@@ -276,7 +285,7 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gvs demo: --mode: %v\n", err)
 		return 2
 	}
-	if err := lab.Demo(ctx, lab.DemoConfig{Mode: m, Out: stdout, Keep: *keep, Gvsadm: *gvsadm}); err != nil {
+	if err := lab.Demo(ctx, lab.DemoConfig{Mode: m, Out: stdout, Keep: *keep, Gvsadm: *gvsadm, Trace: *traceOn}); err != nil {
 		fmt.Fprintf(stderr, "gvs demo: %v\n", err)
 		return 1
 	}
