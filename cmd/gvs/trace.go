@@ -21,14 +21,14 @@ type tflags struct {
 
 func traceFlags(fs *pflag.FlagSet) *tflags {
 	return &tflags{
-		trace: fs.Bool("trace", false, "print, for each packet of the virtual services (rate-limited), the header fields gvs changed and why: "+
-			"the connection's state, the scheduler's pick, the next hop (gvsadm --trace on|off switches it while gvs runs)"),
-		rate: fs.Int("trace-rate", trace.DefaultRate, "the most packets traced a second (the rest are counted)"),
-		pcap: fs.String("pcap", "", "write every frame gvs receives and sends to this pcapng file (Wireshark, tcpdump)"),
+		trace: fs.Bool("trace", false, "print each packet of the virtual services, rate-limited: the fields gvs changed and why "+
+			"(gvsadm --trace on|off switches it while gvs runs)"),
+		rate: fs.Int("trace-rate", trace.DefaultRate, "trace at most `N` packets a second (the rest are counted)"),
+		pcap: fs.String("pcap", "", "write every frame gvs receives and sends to the pcapng file `FILE` (Wireshark, tcpdump)"),
 		maxBytes: fs.Int64("pcap-max-bytes", trace.DefaultPcapMaxBytes,
-			"stop the capture (the file stays complete) before it grows past this many bytes"),
+			"stop the capture (the file stays complete) before it grows past `N` bytes"),
 		servicesOnly: fs.Bool("pcap-services-only", false, "capture only frames of the virtual services and the frames gvs sends"),
-		sample:       fs.Int("pcap-sample", 1, "capture one received frame in N, with the frames gvs sent for it"),
+		sample:       fs.Int("pcap-sample", 1, "capture one received frame in `N`, with the frames gvs sent for it"),
 	}
 }
 
