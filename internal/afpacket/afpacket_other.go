@@ -27,6 +27,9 @@ const (
 type RXConfig struct {
 	FrameSize, FrameCount int
 	Fanout                *Fanout
+	Version               Version
+	BlockSize, BlockCount int
+	RetireTimeout         time.Duration
 }
 
 // TXConfig configures OpenTX (Linux only).
