@@ -270,7 +270,7 @@ type Frame struct {
 }
 
 // RX is a receive ring on one interface: TPACKET_V2 by default, or
-// TPACKET_V3 (RXConfig.Version; see rx3_linux.go).
+// TPACKET_V3 (RXConfig.Version).
 //
 // Receive and Release must be called from one goroutine at a time (the
 // consumer). Stats and Close may be called from any goroutine, at any time.
@@ -395,8 +395,16 @@ func htons(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
-// Layout returns the ring's geometry.
+// Layout returns the ring's geometry (for V3: see Layout).
 func (r *RX) Layout() Layout { return r.s.layout }
+
+// Version returns the ring's TPACKET version.
+func (r *RX) Version() Version {
+	if r.v3 != nil {
+		return V3
+	}
+	return V2
+}
 
 // Receive waits until at least one frame is ready, then fills frames with
 // up to len(frames) ready frames, in arrival order, and returns how many.
@@ -535,7 +543,8 @@ func (r *RX) unmap() {
 
 // Stats returns the number of frames that reached the socket (received
 // into the ring or dropped) and the number dropped because the ring was full
-// (or the frame could not be described by a virtio_net_hdr), both counted
+// (or the frame could not be described by a virtio_net_hdr; on V3 also
+// while the kernel waited for user space to give back a block), both counted
 // since OpenRX. The kernel resets its counters when read (PACKET_STATISTICS);
 // RX accumulates them.
 func (r *RX) Stats() (packets, drops uint64, err error) {

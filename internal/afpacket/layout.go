@@ -85,9 +85,12 @@ var (
 	ErrNotSupported = errors.New("afpacket: not supported on this platform")
 )
 
-// Layout is the geometry of one TPACKET_V2 ring as given to the kernel
-// (struct tpacket_req). Blocks are physically contiguous and allocated in
-// power-of-two pages; slots never cross a block boundary.
+// Layout is the geometry of one ring as given to the kernel (struct
+// tpacket_req). Blocks are physically contiguous and allocated in
+// power-of-two pages; slots never cross a block boundary. A TPACKET_V3 ring
+// has no slots (frames are packed into blocks by their length): its Layout
+// has FrameSize = BlockSize and FrameCount = BlockCount, which is what the
+// kernel is told.
 type Layout struct {
 	FrameSize  int // bytes per slot, a multiple of 16
 	FrameCount int // slots in the ring (BlockCount × frames per block)
@@ -236,13 +239,17 @@ const (
 	// bytes: 152 for a 60-byte Ethernet frame.)
 	MaxV3Overhead = blockDescLen + 106
 
-	// DefaultBlockSize holds 15 64 KiB super-frames, or about 6,900
-	// 64-byte frames (152 bytes each in the ring).
-	DefaultBlockSize = 1 << 20
+	// DefaultBlockSize holds three or four 64 KiB super-frames, or about
+	// 1,700 64-byte frames (152 bytes each in the ring). Smaller blocks
+	// would hold only one super-frame; larger ones mean fewer blocks for
+	// the same memory, and a ring whose consumer stalls holds only
+	// BlockCount × RetireTimeout worth of frames at moderate rates,
+	// however large its blocks (see doc.go).
+	DefaultBlockSize = 256 << 10
 
 	// DefaultBlockCount gives a V3 ring the memory of a default V2 ring
 	// (18 MiB).
-	DefaultBlockCount = 18
+	DefaultBlockCount = 72
 
 	// DefaultRetireTimeout is the smallest timeout the kernel takes: it
 	// counts tp_retire_blk_tov in whole milliseconds, and 0 asks it to

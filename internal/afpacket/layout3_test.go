@@ -15,7 +15,7 @@ func TestNewLayout3(t *testing.T) {
 		wantErr     bool
 	}{
 		{name: "defaults", page: 4096,
-			want: Layout{FrameSize: 1 << 20, FrameCount: 18, BlockSize: 1 << 20, BlockCount: 18}},
+			want: Layout{FrameSize: 256 << 10, FrameCount: 72, BlockSize: 256 << 10, BlockCount: 72}},
 		{name: "one page", size: 4096, count: 2, page: 4096,
 			want: Layout{FrameSize: 4096, FrameCount: 2, BlockSize: 4096, BlockCount: 2}},
 		{name: "largest block", size: 4 << 20, count: 1, page: 4096,

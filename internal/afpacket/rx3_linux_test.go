@@ -33,6 +33,9 @@ func TestV3TXToRX(t *testing.T) {
 	a, b := pair(t)
 	tx := openTX(t, a, nil)
 	rx := openRX(t, b, &RXConfig{Version: V3})
+	if rx.Version() != V3 {
+		t.Errorf("Version = %v, want v3", rx.Version())
+	}
 	if l := rx.Layout(); l.BlockSize != DefaultBlockSize || l.BlockCount != DefaultBlockCount {
 		t.Errorf("Layout = %+v, want %d blocks of %d bytes", l, DefaultBlockCount, DefaultBlockSize)
 	}
