@@ -3,12 +3,14 @@ GO      ?= go
 BIN     ?= bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-short vet fmt bench clean
+.PHONY: all build demo test test-short vet fmt bench bench-quick bench-micro clean
 
 all: build
 
+# Without cgo: only then can gvs drop its capabilities on every thread
+# after start (Go's AllThreadsSyscall; see README, Privileges).
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
 
 # The seed notes' LVS lab in network namespaces, step by step
 # (MODE=dr, the notes' lab, by default; or nat, tun, fullnat).
@@ -31,7 +33,19 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-bench:
+# The forwarding benchmark (root): kernel forwarding against gvs in
+# namespaces, pps, loss and CPU per packet; see bench/ and README.md.
+# BENCHFLAGS passes options, e.g. BENCHFLAGS='--duration 10s --json out.json'.
+BENCHFLAGS ?=
+bench: build
+	$(GO) build $(GOFLAGS) -o $(BIN)/gvs-bench ./bench
+	$(BIN)/gvs-bench --gvs $(BIN)/gvs --gvsadm $(BIN)/gvsadm $(BENCHFLAGS)
+
+bench-quick: BENCHFLAGS += --quick
+bench-quick: bench
+
+# The Go micro-benchmarks of the data path's parts.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem ./conntrack ./sched ./forward ./internal/...
 
 clean:

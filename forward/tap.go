@@ -187,7 +187,7 @@ func (t *tapTX) Commit(n int) {
 func (t *tapTX) Flush() error { return t.tx.Flush() }
 
 // tapBatch is batch's loop with the tap: see the top of this file.
-func (w *Worker) tapBatch(h *tapHolder, n int, now int64, snap *service.Snapshot) {
+func (w *Worker) tapBatch(h *tapHolder, n int, now int64, snap *service.Snapshot, tally *[numReasons]uint16) {
 	wt := w.tap
 	if wt == nil {
 		wt = &workerTap{in: make([]byte, 0, tapInSize), outBuf: make([]byte, tapOutSize),
@@ -211,7 +211,7 @@ func (w *Worker) tapBatch(h *tapHolder, n int, now int64, snap *service.Snapshot
 			d = &wt.dec
 		}
 		r := w.handle(f, now, snap)
-		w.counts[r].Add(1)
+		tally[r]++
 		if d != nil {
 			w.tapDecided(d, now)
 		}

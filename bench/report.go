@@ -1,0 +1,228 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// Summary is the median and range of one figure over a point's samples.
+type Summary struct {
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+}
+
+// summarize returns the median (the mean of the middle two for an even
+// count), minimum and maximum of v.
+func summarize(v []float64) Summary {
+	if len(v) == 0 {
+		return Summary{}
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Summary{Median: m, Min: s[0], Max: s[len(s)-1]}
+}
+
+// Result is one point: a path at one frame size, over its repeats.
+type Result struct {
+	Path      string   `json:"path"`
+	Size      int      `json:"frame_size"`
+	CPUSource string   `json:"forwarder_cpu_source"`
+	Pinning   string   `json:"pinning"`
+	Samples   []Sample `json:"samples"`
+
+	PPS               Summary `json:"pps"`
+	LossPct           Summary `json:"loss_pct"`
+	ForwarderNsPerPkt Summary `json:"forwarder_ns_per_pkt"`
+	SoftirqNsPerPkt   Summary `json:"softirq_ns_per_pkt"`
+	MachineNsPerPkt   Summary `json:"machine_ns_per_pkt"`
+	DirectorNsPerPkt  Summary `json:"director_ns_per_pkt"`
+
+	// Ratios of the medians against the kernel path at the same size
+	// (0 when the kernel path did not run): pps (higher is better), and
+	// forwarder and director CPU per packet (lower is better).
+	PPSVsKernel         float64 `json:"pps_vs_kernel,omitempty"`
+	ForwarderNsVsKernel float64 `json:"forwarder_ns_vs_kernel,omitempty"`
+	DirectorNsVsKernel  float64 `json:"director_ns_vs_kernel,omitempty"`
+}
+
+// summarize fills the summaries from the samples.
+func (r *Result) summarize() {
+	col := func(f func(Sample) float64) Summary {
+		var v []float64
+		for _, s := range r.Samples {
+			v = append(v, f(s))
+		}
+		return summarize(v)
+	}
+	r.PPS = col(func(s Sample) float64 { return s.PPS })
+	r.LossPct = col(func(s Sample) float64 { return s.LossPct })
+	r.ForwarderNsPerPkt = col(func(s Sample) float64 { return s.ForwarderNsPerPkt })
+	r.SoftirqNsPerPkt = col(func(s Sample) float64 { return s.SoftirqNsPerPkt })
+	r.MachineNsPerPkt = col(func(s Sample) float64 { return s.MachineNsPerPkt })
+	r.DirectorNsPerPkt = col(func(s Sample) float64 { return s.DirectorNsPerPkt })
+}
+
+// Skipped is a path that did not run, and why.
+type Skipped struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Report is the whole run, as --json writes it.
+type Report struct {
+	Version   int       `json:"version"` // of this format
+	Started   string    `json:"started"` // RFC 3339
+	Host      Host      `json:"host"`
+	Config    RunConfig `json:"config"`
+	Paths     []PathDoc `json:"paths"`
+	Results   []Result  `json:"results"`
+	Skipped   []Skipped `json:"skipped,omitempty"`
+	Warnings  []string  `json:"warnings,omitempty"`
+	Failed    []Skipped `json:"failed,omitempty"`
+	ElapsedS  float64   `json:"elapsed_seconds"`
+	Footnotes []string  `json:"notes"`
+}
+
+// reportVersion is bumped whenever a field changes meaning.
+const reportVersion = 1
+
+// Host describes the machine.
+type Host struct {
+	Kernel    string  `json:"kernel"`
+	CPUs      int     `json:"cpus"`
+	CPUModel  string  `json:"cpu_model,omitempty"`
+	LoadAvg1  float64 `json:"loadavg_1min_at_start"`
+	GoVersion string  `json:"go_version"`
+}
+
+// RunConfig is what the run was asked to do and how it pinned things.
+type RunConfig struct {
+	DurationS    float64 `json:"duration_seconds"`
+	WarmupS      float64 `json:"warmup_seconds"`
+	Repeats      int     `json:"repeats"`
+	Sizes        []int   `json:"frame_sizes"`
+	Flows        int     `json:"flows"`
+	Quick        bool    `json:"quick"`
+	GenCPU       int     `json:"generator_cpu"`
+	FwdCPU       int     `json:"forwarder_cpu"`
+	GenBatch     int     `json:"generator_batch"`
+	GenRing      int     `json:"generator_ring_frames"`
+	Offloads     string  `json:"offloads"`
+	RPS          string  `json:"rps"`
+	SizeNote     string  `json:"frame_size_note"`
+	Sinks        string  `json:"sinks"`
+	GvsBuildS    float64 `json:"gvs_build_seconds,omitempty"`
+	GvsPrebuilt  bool    `json:"gvs_prebuilt,omitempty"`
+	TopologyNote string  `json:"topology"`
+}
+
+// PathDoc describes a path that ran.
+type PathDoc struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// writeJSON writes the report to file.
+func writeJSON(file string, r *Report) error {
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, append(b, '\n'), 0o644)
+}
+
+// ratios fills the ratios against the kernel path.
+func ratios(results []Result) {
+	base := map[int]*Result{}
+	for i := range results {
+		if results[i].Path == (kernelPath{}).Name() {
+			base[results[i].Size] = &results[i]
+		}
+	}
+	for i := range results {
+		r := &results[i]
+		k := base[r.Size]
+		if k == nil {
+			continue
+		}
+		if k.PPS.Median > 0 {
+			r.PPSVsKernel = r.PPS.Median / k.PPS.Median
+		}
+		if k.ForwarderNsPerPkt.Median > 0 {
+			r.ForwarderNsVsKernel = r.ForwarderNsPerPkt.Median / k.ForwarderNsPerPkt.Median
+		}
+		if k.DirectorNsPerPkt.Median > 0 {
+			r.DirectorNsVsKernel = r.DirectorNsPerPkt.Median / k.DirectorNsPerPkt.Median
+		}
+	}
+}
+
+// printTable writes the results as a table.
+func printTable(w io.Writer, rep *Report) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "path\tsize\tpps median (min–max)\tloss %\tfwd ns/pkt\tdir ns/pkt\tmachine ns/pkt\tpps ×kernel\tfwd ×kernel\tdir ×kernel\t")
+	for _, r := range rep.Results {
+		fmt.Fprintf(tw, "%s\t%d\t%s (%s–%s)\t%.1f\t%.0f\t%.0f\t%.0f\t%s\t%s\t%s\t\n",
+			r.Path, r.Size, fmtPPS(r.PPS.Median), fmtPPS(r.PPS.Min), fmtPPS(r.PPS.Max),
+			r.LossPct.Median, r.ForwarderNsPerPkt.Median, r.DirectorNsPerPkt.Median, r.MachineNsPerPkt.Median,
+			fmtRatio(r.PPSVsKernel), fmtRatio(r.ForwarderNsVsKernel), fmtRatio(r.DirectorNsVsKernel))
+	}
+	tw.Flush()
+	fmt.Fprintln(w, "fwd: the forwarder's CPU (gvs: its utime+stime; kernel paths: softirq); dir: all the director side costs (gvs: fwd + the receive into its ring);")
+	fmt.Fprintln(w, "machine: all CPUs, generator included. CPU figures are ns per delivered packet; ×kernel: ratio to the kernel path at the same size.")
+	for _, s := range rep.Skipped {
+		fmt.Fprintf(w, "%s: skipped: %s\n", s.Path, s.Reason)
+	}
+	for _, s := range rep.Failed {
+		fmt.Fprintf(w, "%s: FAILED: %s\n", s.Path, s.Reason)
+	}
+	for _, s := range rep.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", s)
+	}
+}
+
+// fmtPPS writes packets per second with a unit: 1.23M, 456k, 789.
+func fmtPPS(v float64) string {
+	switch {
+	case v >= 1e6:
+		return fmt.Sprintf("%.3gM", v/1e6)
+	case v >= 1e3:
+		return fmt.Sprintf("%.3gk", v/1e3)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+func fmtRatio(v float64) string {
+	if v == 0 || math.IsNaN(v) || math.IsInf(v, 0) {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", v)
+}
+
+// parseSizes checks frame sizes.
+func checkSizes(sizes []int, min, max int) error {
+	if len(sizes) == 0 {
+		return fmt.Errorf("no frame size")
+	}
+	var bad []string
+	for _, s := range sizes {
+		if s < min || s > max {
+			bad = append(bad, fmt.Sprint(s))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("frame sizes %s not in [%d, %d] (bytes on the wire, FCS included)", strings.Join(bad, ", "), min, max)
+	}
+	return nil
+}
