@@ -87,11 +87,8 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	qdiscBypass := fs.Bool("qdisc-bypass", true, "send forwarded frames straight to the driver, past the interface's qdisc (PACKET_QDISC_BYPASS); =false to queue them through tc")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
 	tf := traceFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gvs: unexpected argument %q\n", fs.Arg(0))
@@ -257,11 +254,8 @@ was killed. On a kernel with ipip, use tunl0 instead (see the README).
 
 %s`, fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gvs realserver: unexpected argument %q\n", fs.Arg(0))
@@ -329,11 +323,8 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	mode := fs.String("mode", "dr", "the forwarding method to show: dr (the seed notes' lab), nat, tun or fullnat")
 	gvsadm := fs.String("gvsadm", "", "path of the gvsadm binary (default: next to gvs, else $PATH)")
 	traceOn := fs.Bool("trace", false, "run gvs with --trace and show what it did to the first connection's frames")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -347,4 +338,20 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses a command's flags. On -h it reports exit status 0; on
+// a bad flag or value it prints what was wrong and the usage, and reports
+// exit status 2 (pflag's ContinueOnError prints nothing itself).
+func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, pflag.ErrHelp):
+		return 0, false
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+	fmt.Fprintf(stderr, "Try '%s --help' for more information.\n", fs.Name())
+	return 2, false
 }
