@@ -175,7 +175,7 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 	*k = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
 	conns := w.e.cfg.Conns
 	c, ok := conns.Get(k, conntrack.Input, p.tcpFlags, now)
-	if ok && w.e.cfg.ExpireNodestConn && c.Dest.Removed() {
+	if ok && w.e.cfg.ExpireNodestConn && c.Dest.Unavailable() {
 		conns.Remove(k)
 		return DestGone
 	}

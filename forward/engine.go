@@ -62,7 +62,8 @@ type Config struct {
 	// there: a quiesced server keeps its persistent clients).
 	ExpireQuiescentTemplate bool
 	// ExpireNodestConn drops the connection entry (and the packet) when a
-	// packet arrives for a connection whose real server was removed, so
+	// packet arrives for a connection whose real server was removed (or
+	// is down by its health check, see service.Real.Unavailable), so
 	// that the client sees the connection fail and reconnects (the
 	// kernel's expire_nodest_conn sysctl; off by default, as there: the
 	// flows of a removed server keep going until they end).
