@@ -21,6 +21,7 @@ import (
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/control"
 	"github.com/gvs-project/gvs/forward"
+	"github.com/gvs-project/gvs/health"
 	"github.com/gvs-project/gvs/ingress"
 	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/service"
@@ -81,6 +82,9 @@ type Config struct {
 	// on standard output when gvsadm --trace switches it on); the
 	// interfaces are filled in (trace.go).
 	Trace *trace.Config
+	// Checks replaces the health checks' clock, dialer and command
+	// runner (tests); nil means the real ones.
+	Checks *health.Config[*service.Real]
 }
 
 // Director is a running gvs.
@@ -101,6 +105,7 @@ type Director struct {
 	ctl      *control.Server
 	tr       tracing        // gvs --trace, --pcap (trace.go)
 	metrics  *metricsServer // nil without Config.MetricsAddr
+	checks   *checks
 
 	// applyMu serialises configuration changes: gvsadm's and reloads
 	// (which read the table, then change it).
@@ -147,6 +152,7 @@ func New(cfg Config) (d *Director, err error) {
 	}
 
 	d.services = service.New()
+	d.checks = newChecks(d.log, cfg.Checks)
 	d.est = newEstimator()
 	d.ports = forward.NewPortPools()
 	ccfg := conntrack.Config{}
@@ -263,7 +269,7 @@ func (d *Director) Run(ctx context.Context) error {
 		}()
 	}
 	go func() {
-		if err := d.ctl.Serve(control.HandlerFunc(d.Handle)); err != nil {
+		if err := d.ctl.Serve(d); err != nil {
 			errc <- err
 		}
 	}()
@@ -370,6 +376,9 @@ func (d *Director) Close() { d.close() }
 
 // close releases everything New opened, in reverse order.
 func (d *Director) close() {
+	if d.checks != nil {
+		d.checks.close()
+	}
 	if d.ctl != nil {
 		d.ctl.Close()
 	}

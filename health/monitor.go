@@ -155,9 +155,11 @@ func NewMonitor[K comparable](cfg Config[K]) *Monitor[K] {
 
 // Set starts checking k's target with spec (Normalize must have
 // accepted it), replacing the check k had. The check starts in state
-// Up=up with no results; its first probe runs at once, then one every
+// Up=up() with no results; up is called with the Monitor's lock held,
+// after the check it replaces has stopped, so that it reads the verdict
+// the last OnEvent left. The first probe runs at once, then one every
 // Interval. Set on a closed Monitor does nothing.
-func (m *Monitor[K]) Set(k K, t Target, spec *Spec, up bool) {
+func (m *Monitor[K]) Set(k K, t Target, spec *Spec, up func() bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.closed {
@@ -168,7 +170,7 @@ func (m *Monitor[K]) Set(k K, t Target, spec *Spec, up bool) {
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	c := &check{spec: spec, prober: newProber(spec, t, m.cfg.Dialer, m.cfg.Runner), cancel: cancel,
-		status: Status{Spec: spec, State: State{Up: up}, Since: m.cfg.Clock.Now()}}
+		status: Status{Spec: spec, State: State{Up: up()}, Since: m.cfg.Clock.Now()}}
 	m.checks[k] = c
 	m.stats.Checks = len(m.checks)
 	m.wg.Add(1)

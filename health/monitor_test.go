@@ -131,7 +131,7 @@ func TestMonitorRiseFall(t *testing.T) {
 	if err := spec.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	m.Set("rs1", Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, true)
+	m.Set("rs1", Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, func() bool { return true })
 
 	var seq uint64
 	start := clock.Now()
@@ -210,7 +210,7 @@ func TestMonitorStartsDown(t *testing.T) {
 	if err := spec.Normalize(); err != nil {
 		t.Fatal(err)
 	}
-	m.Set("a", Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, false)
+	m.Set("a", Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, func() bool { return false })
 	clock.waitWaiters(1)
 	if ke := <-events; ke.ev.Kind != Probe || ke.ev.State.Up {
 		t.Fatalf("first event %+v", ke.ev)
@@ -249,7 +249,7 @@ func TestMonitorClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 3 {
-		m.Set(i, Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, true)
+		m.Set(i, Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 80}, spec, func() bool { return true })
 	}
 	started.Wait()
 	m.Close()
@@ -257,7 +257,7 @@ func TestMonitorClose(t *testing.T) {
 	if len(events) != 0 {
 		t.Fatalf("%d events from cancelled probes", len(events))
 	}
-	m.Set(9, Target{}, spec, true) // ignored after Close
+	m.Set(9, Target{}, spec, func() bool { return true }) // ignored after Close
 	if len(m.Keys()) != 0 {
 		t.Fatal("a check runs after Close")
 	}
