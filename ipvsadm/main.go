@@ -173,6 +173,9 @@ func (r *runner) getLaddr(c *Command) int {
 
 // list runs -L with its options.
 func (r *runner) list(c *Command) int {
+	if c.Format&FmtChecks != 0 {
+		return r.listChecks(c)
+	}
 	if c.Format&FmtJSON != 0 {
 		return r.listJSON(c)
 	}
@@ -199,7 +202,7 @@ func (r *runner) list(c *Command) int {
 		if len(rep.Services) == 0 {
 			return r.listErr(fnGetService, &control.Error{Code: control.CodeNoService})
 		}
-		WriteService(r.stdout, &rep.Services[0], c.Format, r.names)
+		WriteService(r.stdout, &effective(rep.Services)[0], c.Format, r.names)
 		return ExitOK
 	case c.Options&OptTimeout != 0:
 		rep, code := r.do(&control.Request{Version: control.Version, Op: control.OpTimeouts})
@@ -247,7 +250,11 @@ func (r *runner) listAll(f Format) int {
 		}
 		return r.listErr(fnGetServices, rep.Error)
 	}
-	WriteList(r.stdout, info, rep.Services, f, r.names)
+	services := rep.Services
+	if f&FmtRule == 0 {
+		services = effective(services)
+	}
+	WriteList(r.stdout, info, services, f, r.names)
 	return ExitOK
 }
 
@@ -277,7 +284,7 @@ func (r *runner) listJSON(c *Command) int {
 	if rep.Error != nil {
 		return r.listErr(fn, rep.Error)
 	}
-	services := rep.Services
+	services := effective(rep.Services)
 	if c.HasService() && len(services) == 0 {
 		return r.listErr(fnGetService, &control.Error{Code: control.CodeNoService})
 	}
@@ -359,6 +366,19 @@ func parseRestore(input string, names Names, prog string) ([]restoreLine, error)
 	var out []restoreLine
 	for i, line := range strings.Split(input, "\n") {
 		n := i + 1
+		if rest, ok := gvsCheckLine(line); ok {
+			// gvs's own line: it completes the line before it.
+			c, err := parseGvsCheck(rest, names, prog)
+			if err == nil {
+				err = mergeGvsCheck(out, c)
+			}
+			if err != nil {
+				var e *Error
+				errors.As(err, &e)
+				return nil, &Error{Status: e.Status, Msg: fmt.Sprintf("line %d: %s", n, e.Msg), unsupported: e.unsupported}
+			}
+			continue
+		}
 		args := restoreFields(line)
 		if len(args) == 0 {
 			continue

@@ -131,6 +131,9 @@ const OptJSON Options = 1 << numberOfOpt
 const OptLaddr Options = 1 << (numberOfOpt + 1)
 
 func optName(o Options) string {
+	if n := checkOptName(o); n != "" {
+		return n
+	}
 	switch o {
 	case OptJSON:
 		return "json"
@@ -260,7 +263,9 @@ const (
 	tagTrace   // gvs extension
 )
 
-// optionsTable is ipvsadm 1.31's options_table plus gvs's --fullnat.
+// optionsTable is ipvsadm 1.31's options_table plus gvs's --fullnat,
+// --json, FULLNAT local addresses and --trace; check.go appends the
+// health check options.
 var optionsTable = []poptOption{
 	{"add-service", 'A', argNone, 'A'},
 	{"edit-service", 'E', argNone, 'E'},
@@ -354,6 +359,9 @@ type Command struct {
 	Laddr netip.Addr
 	// Trace is --trace's argument: control.TraceOn or TraceOff.
 	Trace string
+	// Check is the health check of -a and -e (--check options; nil if
+	// none was given). The service's --on-failure is Service.OnFailure.
+	Check *control.Check
 
 	schedFlags uint32 // IP_VS_SVC_F_SCHED* bits of -b
 	netmask    uint32 // -M in host order; 0xffffffff by default
@@ -680,7 +688,10 @@ func (p *parser) parseOptions(argv []string) error {
 			err = p.setOption(OptTunRemCsum)
 			p.tunFlags |= tunFlagRemCsum
 		default:
-			err = fail("invalid option `%s'", ctx.badOption())
+			var handled bool
+			if handled, err = p.checkOption(rc, arg); !handled {
+				err = fail("invalid option `%s'", ctx.badOption())
+			}
 		}
 		if err != nil {
 			return err
@@ -934,6 +945,9 @@ func tunnelOptCheck(t int, opts Options) error {
 // followed by gvs's own refusals.
 func (p *parser) processOptions() error {
 	c := p.c
+	if err := checkOptCheck(c); err != nil {
+		return err
+	}
 	if c.Kind == KindTrace {
 		return traceOptCheck(c.Options)
 	}
