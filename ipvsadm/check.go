@@ -205,7 +205,27 @@ func checkOptCheck(c *Command) error {
 		OptPersistentConn|OptTunInfo|OptJSON) != 0 {
 		return fail("options conflicts in the list command")
 	}
-	return checkComplete(c.Check, c.Options)
+	if err := checkComplete(c.Check, c.Options); err != nil {
+		return err
+	}
+	if c.Kind == KindAddDest || c.Kind == KindEditDest {
+		// processOptions gives -g and -i servers the service's port.
+		port := c.Dest.Port
+		if c.Dest.Forward == control.FwdRoute || c.Dest.Forward == control.FwdTunnel {
+			port = c.Service.Port
+		}
+		return checkPort(c.Check, port)
+	}
+	return nil
+}
+
+// checkPort refuses a check that would probe port 0: that of a real
+// server of a port-0 service, without --check-port.
+func checkPort(ch *control.Check, destPort uint16) error {
+	if ch == nil || ch.Port != 0 || destPort != 0 || ch.Kind == control.CheckNone || ch.Kind == control.CheckCmd {
+		return nil
+	}
+	return fail("a real server of a port-0 service has no port to check: give --check-port")
 }
 
 // checkComplete checks a check's options together: the --check-* options
@@ -377,6 +397,9 @@ func mergeGvsCheck(lines []restoreLine, c *Command) error {
 			req.Dest.Addr == c.Dest.Addr && req.Dest.Port == c.Dest.Port:
 			if req.Dest.Check != nil {
 				return fail("the real server's check is set twice (line %d)", lines[i].line)
+			}
+			if err := checkPort(c.Check, req.Dest.Port); err != nil {
+				return err
 			}
 			ch := *c.Check
 			req.Dest.Check = &ch

@@ -215,6 +215,8 @@ func TestBadCheckOptions(t *testing.T) {
 		{append(a, "--on-failure", "remove"), "Illegal 'on-failure' option with the 'add-server' command"},
 		{[]string{"-A", "-t", "192.168.150.100:80", "--on-failure", "drain"}, "illegal on-failure `drain' specified (quiesce or remove)"},
 		{[]string{"-L", "--checks", "--stats"}, "options conflicts in the list command"},
+		{[]string{"-a", "-t", "192.168.150.100:0", "-r", "192.168.150.12", "--check", "tcp"},
+			"a real server of a port-0 service has no port to check: give --check-port"},
 		{[]string{"-L", "--checks", "--json"}, "options conflicts in the list command"},
 		{[]string{"-S", "--checks"}, "Illegal 'checks' option with the 'save' command"},
 	} {

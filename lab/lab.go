@@ -830,7 +830,9 @@ func (l *Lab) Close() error {
 	gvs := l.gvs
 	l.mu.Unlock()
 	for _, s := range servers {
-		s.Close()
+		if s != nil { // stopped by StopHTTP
+			s.Close()
+		}
 	}
 	l.mu.Lock()
 	for _, pc := range l.udp {
