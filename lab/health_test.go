@@ -80,6 +80,29 @@ func waitHealthEvent(t *testing.T, l *Lab, msg, real string, after uint64) (heal
 	return healthEvent{}, nil
 }
 
+// waitProbeOK waits for a successful probe of real after sequence
+// number after.
+func waitProbeOK(t *testing.T, l *Lab, real string, after uint64) uint64 {
+	t.Helper()
+	for {
+		e, _ := waitHealthEvent(t, l, evProbe, real, after)
+		if *e.OK {
+			return e.Seq
+		}
+		after = e.Seq
+	}
+}
+
+// lastSeq is the sequence number of gvs's latest health event.
+func lastSeq(t *testing.T, l *Lab) uint64 {
+	t.Helper()
+	evs := healthEvents(t, l)
+	if len(evs) == 0 {
+		return 0
+	}
+	return evs[len(evs)-1].Seq
+}
+
 // checkRun checks that transition tr of real was caused by exactly n
 // consecutive probe results of the kind it needs (failures for down,
 // successes for up), the last of them right before it in the sequence,
@@ -121,11 +144,13 @@ type connResult struct {
 
 // Phases of the stream.
 const (
-	phaseBefore   = iota // before the down event
-	phaseDown            // after the down event, before the server restarts
-	phaseRestart         // after the restart, before the up event
-	phaseUp              // after the up event
+	phaseBefore  = iota // before the down event
+	phaseDown           // after the down event, before the server restarts
+	phaseRestart        // after the restart, before the up event
+	phaseUp             // after the up event
+	// The stream's bounds, safety nets: a test tells it when to stop.
 	maxStreamConn = 20000
+	maxStreamTime = 2 * time.Minute
 )
 
 // connStream opens new connections from the client one after another,
@@ -135,14 +160,21 @@ type connStream struct {
 	mu      sync.Mutex
 	results []connResult
 	stop    chan struct{}
+	once    sync.Once
 	done    chan struct{}
 }
 
-func startStream(l *Lab) *connStream {
+// startStream starts the stream; it ends with the test at the latest.
+func startStream(t *testing.T, l *Lab) *connStream {
 	s := &connStream{stop: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(func() { s.finish() })
+	deadline := time.Now().Add(maxStreamTime)
 	go func() {
 		defer close(s.done)
 		for range maxStreamConn {
+			if time.Now().After(deadline) {
+				return
+			}
 			select {
 			case <-s.stop:
 				return
@@ -186,7 +218,7 @@ func (s *connStream) waitCount(t *testing.T, ph int32, n int) {
 }
 
 func (s *connStream) finish() []connResult {
-	close(s.stop)
+	s.once.Do(func() { close(s.stop) })
 	<-s.done
 	return s.results
 }
@@ -243,7 +275,9 @@ func TestHealthChecks(t *testing.T) {
 			if mode == "remove" {
 				add = append(add, "--on-failure", "remove") // quiesce is the default
 			}
-			check := []string{"--check", "http", "--check-url", "/", "--check-interval", "200ms", "--check-fall", "3", "--check-rise", "2"}
+			// Probes every 500 ms, each allowed as long: the verdicts
+			// come from the events, the times only pace the test.
+			check := []string{"--check", "http", "--check-url", "/", "--check-interval", "500ms", "--check-fall", "3", "--check-rise", "2"}
 			for _, args := range [][]string{
 				add,
 				append([]string{"-a", "-t", svc, "-r", RIPs[0].String(), "-g", "-w", "1"}, check...),
@@ -255,25 +289,27 @@ func TestHealthChecks(t *testing.T) {
 			}
 			dead, live := RIPs[0].String()+":80", RIPs[1].String()+":80"
 			// Both checks run and see their servers up.
-			_, evs := waitHealthEvent(t, l, evProbe, dead, 0)
-			for _, e := range evs {
-				if e.Msg == evProbe && !*e.OK {
-					t.Fatalf("a probe failed while both servers are up: %+v", e)
-				}
-			}
+			waitProbeOK(t, l, dead, 0)
+			waitProbeOK(t, l, live, 0)
 			saved, err := l.Gvsadm(ctx, "-S", "-n")
 			if err != nil {
 				t.Fatal(err)
 			}
 
-			stream := startStream(l)
+			stream := startStream(t, l)
 			stream.waitCount(t, phaseBefore, 10)
+			killed := lastSeq(t, l)
 			if err := l.StopHTTP(l.Reals[0]); err != nil {
 				t.Fatal(err)
 			}
-			down, evs := waitHealthEvent(t, l, evDown, dead, 0)
+			down, evs := waitHealthEvent(t, l, evDown, dead, killed)
 			stream.phase.Store(phaseDown)
 			checkRun(t, evs, down, 3, 0)
+			for _, e := range evs {
+				if e.Msg == evDown && e.Seq < down.Seq {
+					t.Fatalf("a server went down before node02's server was killed: %+v", e)
+				}
+			}
 
 			stream.waitCount(t, phaseDown, 30)
 			out, err := l.Gvsadm(ctx, "-Ln")
