@@ -155,7 +155,8 @@
 //	services[].dests[].address       string   the real server's address
 //	services[].dests[].port          integer  its port
 //	services[].dests[].forward       string   "Route" (-g), "Masq" (-m), "Tunnel" (-i) or "FullNat" (--fullnat)
-//	services[].dests[].weight        integer  -w
+//	services[].dests[].weight        integer  -w, or 0 while a health check has the server down
+//	                                          (a server its check took out is not listed)
 //	services[].dests[].active_conns  integer  ActiveConn
 //	services[].dests[].inactive_conns integer InActConn
 //	services[].dests[].persist_conns integer  PersistConn (persistence templates)

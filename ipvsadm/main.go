@@ -374,7 +374,9 @@ func parseRestore(input string, names Names, prog string) ([]restoreLine, error)
 			}
 			if err != nil {
 				var e *Error
-				errors.As(err, &e)
+				if !errors.As(err, &e) {
+					e = fail("%v", err)
+				}
 				return nil, &Error{Status: e.Status, Msg: fmt.Sprintf("line %d: %s", n, e.Msg), unsupported: e.unsupported}
 			}
 			continue
