@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -471,5 +472,31 @@ func TestHealthBadInput(t *testing.T) {
 	if out, err := l.Gvsadm(ctx, "-L", "--checks", "-n", "-t", svc); err != nil || !regexpLine(out, rs1+":80", "none", "-", "1") ||
 		!regexpLine(out, rs0+":80", "http", "UP", "2") {
 		t.Fatalf("--checks after --check none: %v\n%s", err, out)
+	}
+
+	// SIGHUP reloads the file's checks and on-failure, replacing what
+	// gvsadm changed; a bad gvs-check line keeps the configuration.
+	before = save()
+	os.WriteFile(goodFile, []byte(bad), 0o644)
+	signalGvs(t, l, syscall.SIGHUP)
+	if line := waitLog(t, l, "rules not reloaded", 1); !strings.Contains(line, "line 6") {
+		t.Fatalf("reload of a bad file: %s", line)
+	}
+	if after := save(); after != before {
+		t.Fatalf("a bad reload changed the configuration:\n%s\nwas:\n%s", after, before)
+	}
+	reloaded := fmt.Sprintf("-A -t %[1]s -s rr\n"+
+		"-a -t %[1]s -r %[2]s:80 -g -w 2\n"+
+		"# gvs-check -t %[1]s -r %[2]s:80 --check tcp --check-interval 1s --check-timeout 1s --check-rise 2 --check-fall 2\n"+
+		"-a -t %[1]s -r %[3]s:80 -g -w 1\n", svc, rs0, rs1)
+	os.WriteFile(goodFile, []byte(reloaded), 0o644)
+	signalGvs(t, l, syscall.SIGHUP)
+	waitLog(t, l, "rules reloaded", 1)
+	if after := save(); after != reloaded {
+		t.Fatalf("-S after the reload:\n%s\nthe file:\n%s", after, reloaded)
+	}
+	if out, err := l.Gvsadm(ctx, "-L", "--checks", "-n"); err != nil || !regexpLine(out, rs0+":80", "tcp", "UP", "2") ||
+		!regexpLine(out, rs1+":80", "none") || !strings.Contains(out, "quiesce") {
+		t.Fatalf("--checks after the reload: %v\n%s", err, out)
 	}
 }
