@@ -11,9 +11,10 @@ import (
 )
 
 // TestHealthDown: a real server its health check takes down gets no new
-// connection, in either mode (quiesce, remove); its established flows
-// keep going, or with expire_nodest_conn are dropped at their next
-// packet; once it is up again it takes new connections.
+// connection, in either mode (quiesce, remove), not even a SYN from a
+// client port whose old connection it had; its established flows keep
+// going, or with expire_nodest_conn are dropped at their next packet;
+// once it is up again it takes new connections.
 func TestHealthDown(t *testing.T) {
 	tcp := service.KeyOf(6, netip.AddrFrom4(vip), 80)
 	rs13 := netip.MustParseAddr("192.168.150.13")
@@ -48,6 +49,11 @@ func TestHealthDown(t *testing.T) {
 				}
 				if v := r.send(frame(tcpFrame(45000, hdr.TCPFlagACK).build())); v != want {
 					t.Fatalf("established flow of the failed server: %v, want %v", v, want)
+				}
+				// A SYN from the same client port is a new connection: it
+				// goes to a live server, whatever became of the old entry.
+				if v := r.send(frame(tcpFrame(45000, hdr.TCPFlagSYN).build())); v != Forwarded || r.lastMAC() != rs12MAC {
+					t.Fatalf("a new connection from the old client port: %v to %x", v, r.lastMAC())
 				}
 				for i := range 4 {
 					if v := r.send(frame(tcpFrame(uint16(46000+i), hdr.TCPFlagSYN).build())); v != Forwarded || r.lastMAC() != rs12MAC {
