@@ -326,3 +326,22 @@ func FuzzQuoteWords(f *testing.F) {
 		}
 	})
 }
+
+// TestOptionTags: every option has its own popt value, and every check
+// option its own bit (check.go counts its tags and bits after
+// parse.go's last ones).
+func TestOptionTags(t *testing.T) {
+	seen := map[int]string{}
+	for _, o := range optionsTable {
+		if prev, ok := seen[o.val]; ok && !(o.val == 'L' || o.val == 'l') && prev != o.long {
+			t.Errorf("options %q and %q share the value %d", prev, o.long, o.val)
+		}
+		seen[o.val] = o.long
+	}
+	for i, o := range checkOptionsTable {
+		bit := OptCheck << i
+		if bit <= OptLaddr || checkOptName(bit) != o.long || optName(bit) != o.long {
+			t.Errorf("option %q: bit %#x named %q", o.long, uint64(bit), checkOptName(bit))
+		}
+	}
+}

@@ -43,7 +43,7 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if c.Kind < KindAdd || c.Kind > KindGetLaddr {
+		if c.Kind < KindAdd || c.Kind > KindTrace {
 			t.Fatalf("kind %d", c.Kind)
 		}
 		if (c.Options&optCheckAll != 0 || c.Check != nil) && c.Kind != KindAddDest && c.Kind != KindEditDest ||
@@ -56,7 +56,7 @@ func FuzzParse(f *testing.F) {
 		}
 		req, err := c.Request()
 		switch c.Kind {
-		case KindList, KindSave, KindRestore, KindHelp, KindVersion, KindGetLaddr:
+		case KindList, KindSave, KindRestore, KindHelp, KindVersion, KindGetLaddr, KindTrace:
 			if err == nil {
 				t.Fatalf("%s: request %+v", c.Kind, req)
 			}
