@@ -14,8 +14,8 @@ func (s *Service) Explain(k *conntrack.Key) (*Real, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, why := sched.Explain(s.sched, s.dests, k)
-	if i < 0 || i >= len(s.reals) {
+	if i < 0 || i >= len(s.active) {
 		return nil, why
 	}
-	return s.reals[i], why
+	return s.active[i], why
 }

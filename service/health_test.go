@@ -108,6 +108,14 @@ func TestRemoveOnFailure(t *testing.T) {
 	if p := picks(s, 40); p["192.168.150.12"] != 0 || p["192.168.150.13"] != 30 {
 		t.Fatalf("picks while .12 is out: %v", p)
 	}
+	// Explain (gvs --trace) names the server Pick would choose, from the
+	// scheduler's list: never the one that is out.
+	for range 10 {
+		want, _ := s.Explain(nil)
+		if got := s.Pick(nil); want != got || got == r {
+			t.Fatalf("Explain says %v, Pick picks %v", want.Addr, got.Addr)
+		}
+	}
 	// The configuration still has it: listed, editable, and it keeps
 	// the table's snapshot and list order.
 	if len(s.Reals()) != 3 {
