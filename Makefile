@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-short vet fmt bench bench-quick bench-micro clean
+.PHONY: all build demo docs test test-short vet fmt bench bench-quick bench-micro clean
 
 all: build
 
@@ -19,6 +19,12 @@ MODE ?= dr
 DEMOFLAGS ?=
 demo: build
 	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm $(DEMOFLAGS)
+
+# The guides in docs/ quote real lab output between markers: this runs
+# each mode's lab (root) and rewrites those excerpts in place. make test
+# checks that they are still what the labs print (docs/doc.go).
+docs:
+	$(GO) test $(GOFLAGS) -count=1 -run '^TestExcerpts$$' ./docs -update
 
 # Every test. As root (CI runs as root with CI=true) the namespace tests run;
 # without root they skip, and under CI=true they fail instead.

@@ -498,8 +498,8 @@ func TestDemoTrace(t *testing.T) {
 	if len(blocks) != demoTraceFrames {
 		t.Fatalf("%d trace blocks shown, want %d:\n%s", len(blocks), demoTraceFrames, s[i:])
 	}
-	// (The first SYN may be dropped while ARP settles; then its
-	// retransmission follows.)
+	// The demo waits until gvs has resolved its next hops, so the first
+	// SYN is forwarded, not dropped while ARP settles.
 	if !strings.Contains(blocks[0], "[SYN] -> ") || !strings.Contains(blocks[0], "  conn   new entry: NONE -> SYN_RECV\n") {
 		t.Errorf("the first block is not the connection's SYN:\n%s", blocks[0])
 	}
