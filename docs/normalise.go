@@ -14,12 +14,7 @@ import (
 //	<time>     a trace line's clock time
 //	#<n>       gvs's number for a frame it received (it counts every frame
 //	           on the interface, ARP and IPv6 ones included)
-//	<arp>      how gvs last learnt a next hop's MAC: from "an ARP reply" to
-//	           its own request, or from "its own ARP request", the
-//	           neighbour's, which gvs sees too (the trace reads it when it
-//	           prints the line, and a real server's request for the client
-//	           or the local address often comes in between)
-//	<age>      how long before the trace line was printed gvs learnt it
+//	<age>      how long before the frame gvs learnt the next hop's MAC
 //	<sum>      a checksum over fields that change from run to run (the IP
 //	           ID, TCP sequence numbers and timestamps); checksums that
 //	           depend on none (partial ones, gvs's outer IPIP header) are
@@ -40,7 +35,7 @@ import (
 var (
 	traceTime  = regexp.MustCompile(`^trace \d\d:\d\d:\d\d\.\d+ (\S+) #\d+:`)
 	frameNum   = regexp.MustCompile(`\bgvs #\d+ `)
-	learnedAge = regexp.MustCompile(`, learned from (?:an ARP reply|its own ARP request) \d[0-9.]*(?:ns|µs|us|ms|s|m[0-9.]*s|h[0-9hm.]*s) ago`)
+	learnedAge = regexp.MustCompile(`, learned from (an ARP reply|its own ARP request) \d[0-9.]*(?:ns|µs|us|ms|s|m[0-9.]*s|h[0-9hm.]*s) ago`)
 	ipSum      = regexp.MustCompile(`^(\s+(?:inner )?ip\.sum\s+)0x[0-9a-f]+ -> 0x[0-9a-f]+$`)
 	l4Sum      = regexp.MustCompile(`^(\s+(?:tcp|udp)\.sum\s+)(0x[0-9a-f]+) -> 0x[0-9a-f]+(.*)$`)
 	connRow    = regexp.MustCompile(`^(\s*(?:TCP|UDP) )(?:\d\d:\d\d|<exp>)(\s+\S+\s+)(\S+)`)
@@ -61,7 +56,7 @@ func normalise(text string, paths []string) string {
 		line = strings.TrimRight(line, " \t")
 		line = traceTime.ReplaceAllString(line, "trace <time> $1 #<n>:")
 		line = frameNum.ReplaceAllString(line, "gvs #<n> ")
-		line = learnedAge.ReplaceAllString(line, ", learned from <arp> <age> ago")
+		line = learnedAge.ReplaceAllString(line, ", learned from $1 <age> ago")
 		line = ipSum.ReplaceAllString(line, "$1<sum> -> <sum>")
 		if m := l4Sum.FindStringSubmatch(line); m != nil {
 			switch note := m[3]; {

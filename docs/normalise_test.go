@@ -20,17 +20,17 @@ func TestNormalise(t *testing.T) {
 		{
 			name: "hop learnt from a reply",
 			in:   "  hop    192.168.150.13 on eth0 is 02:42:c0:a8:96:0d, learned from an ARP reply 30ms ago",
-			want: "  hop    192.168.150.13 on eth0 is 02:42:c0:a8:96:0d, learned from <arp> <age> ago",
+			want: "  hop    192.168.150.13 on eth0 is 02:42:c0:a8:96:0d, learned from an ARP reply <age> ago",
 		},
 		{
 			name: "hop learnt from a request, minutes ago, no longer reachable",
 			in:   "  hop    192.168.30.13 on eth1 is 02:42:c0:a8:1e:0d, learned from its own ARP request 1m2.5s ago (now failed)",
-			want: "  hop    192.168.30.13 on eth1 is 02:42:c0:a8:1e:0d, learned from <arp> <age> ago (now failed)",
+			want: "  hop    192.168.30.13 on eth1 is 02:42:c0:a8:1e:0d, learned from its own ARP request <age> ago (now failed)",
 		},
 		{
 			name: "hop learnt 0s ago",
 			in:   "  hop    192.168.40.254 on eth1 is 02:42:c0:a8:28:fe, learned from an ARP reply 0s ago",
-			want: "  hop    192.168.40.254 on eth1 is 02:42:c0:a8:28:fe, learned from <arp> <age> ago",
+			want: "  hop    192.168.40.254 on eth1 is 02:42:c0:a8:28:fe, learned from an ARP reply <age> ago",
 		},
 		{
 			name: "IP checksums, outer header kept",

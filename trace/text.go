@@ -37,6 +37,9 @@ type record struct {
 	outs     []forward.Sent
 	moreOuts int // frames sent and not kept here
 	d        forward.Decision
+	// hop is the next hop as it was when the frame was handled (the
+	// neighbour may learn its MAC anew before the record is printed).
+	hop *arp.NeighborInfo
 }
 
 func snap(b []byte) []byte {
@@ -46,6 +49,10 @@ func snap(b []byte) []byte {
 func newRecord(o *forward.Observation, seq uint64) *record {
 	r := &record{seq: seq, time: o.Time, ifindex: o.Ifindex, in: snap(o.In), inLen: o.InLen, inVNet: o.InVNet,
 		verdict: o.Verdict, d: *o.Decision, moreOuts: o.OutsLost}
+	if n, ok := r.d.Hop.(*arp.Neighbor); ok {
+		ni := n.Info()
+		r.hop = &ni
+	}
 	for i, s := range o.Outs {
 		if i >= recordOuts {
 			r.moreOuts += len(o.Outs) - i
@@ -167,7 +174,7 @@ func (r *record) format(names map[int]string) string {
 	case d.Reply && d.Exists:
 		line("hop", "back to %s on %s, where the client's frames come from", net.HardwareAddr(d.PeerMAC[:]), ifName(names, d.PeerIfindex))
 	case d.Hop != nil:
-		line("hop", "%s", hopText(d.Hop, names))
+		line("hop", "%s", hopText(d.Hop, r.hop, r.time, names))
 	}
 	for i, s := range r.outs {
 		r.formatOut(&b, names, in, s, i)
@@ -205,16 +212,14 @@ func realName(r *service.Real) string {
 
 // hopText says where frames to the real server go next and how its MAC
 // was learnt.
-func hopText(h service.Hop, names map[int]string) string {
-	n, ok := h.(*arp.Neighbor)
-	if !ok {
+func hopText(h service.Hop, ni *arp.NeighborInfo, at time.Time, names map[int]string) string {
+	if ni == nil {
 		mac, ok := h.MAC()
 		if !ok {
 			return fmt.Sprintf("next hop on %s: not resolved", ifName(names, h.Ifindex()))
 		}
 		return fmt.Sprintf("next hop on %s is %s", ifName(names, h.Ifindex()), net.HardwareAddr(mac[:]))
 	}
-	ni := n.Info()
 	where := fmt.Sprintf("%s on %s", ni.Addr, ifName(names, ni.Ifindex))
 	if ni.MAC == nil {
 		return fmt.Sprintf("%s: not resolved yet (ARP %s)", where, ni.State)
@@ -230,7 +235,7 @@ func hopText(h service.Hop, names map[int]string) string {
 	default:
 		how = "learned"
 	}
-	age := time.Since(ni.Updated)
+	age := max(at.Sub(ni.Updated), 0)
 	if age < time.Second {
 		age = age.Round(time.Millisecond)
 	} else {
