@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 GOFLAGS ?=
 
-.PHONY: all build demo test test-short vet fmt bench bench-quick bench-micro clean fuzz fuzz-short
+.PHONY: all build demo docs test test-short vet fmt bench bench-quick bench-micro clean fuzz fuzz-short
 
 all: build
 
@@ -14,9 +14,17 @@ build:
 
 # The seed notes' LVS lab in network namespaces, step by step
 # (MODE=dr, the notes' lab, by default; or nat, tun, fullnat).
+# DEMOFLAGS=--trace shows what gvs did to the first connection's frames.
 MODE ?= dr
+DEMOFLAGS ?=
 demo: build
-	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm
+	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm $(DEMOFLAGS)
+
+# The guides in docs/ quote real lab output between markers: this runs
+# each mode's lab (root) and rewrites those excerpts in place. make test
+# checks that they are still what the labs print (docs/doc.go).
+docs:
+	$(GO) test $(GOFLAGS) -count=1 -run '^TestExcerpts$$' ./docs -update
 
 # Every test. As root (CI runs as root with CI=true) the namespace tests run;
 # without root they skip, and under CI=true they fail instead.

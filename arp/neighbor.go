@@ -72,11 +72,16 @@ type Neighbor struct {
 	timer    timer
 	timerGen uint64 // bumped on every (re)schedule; stale callbacks return
 	updated  time.Time
+	// learnedBy is the kind of frame the MAC was last learnt from (a
+	// reply to gvs's request, or the neighbour's own request); 0 for a
+	// static neighbour or one never resolved.
+	learnedBy Operation
 
 	// A claim of another MAC for the neighbour while it is Reachable,
 	// being checked with its current MAC (see Resolver.dispute).
 	claimed   bool
 	claim     [6]byte   // the MAC claimed (the latest claim while checking)
+	claimOp   Operation // the kind of frame the claim came in
 	claimT    timer     // fires Retry after the check's request
 	claimGen  uint64    // bumped on every claim start and end
 	refutedAt time.Time // when the current MAC last refuted a claim
@@ -154,6 +159,22 @@ type NeighborInfo struct {
 	Refs    int    // outstanding Resolver.Neighbor references
 	Probes  int    // requests sent since the last reply (0 when fresh)
 	Drops   uint64 // frames dropped by the data path for want of a MAC
+	// LearnedFrom says where MAC came from: "reply" (an ARP reply to
+	// gvs's request), "request" (an ARP request the neighbour sent),
+	// "static" (NewStatic), or "" (never resolved).
+	LearnedFrom string
+}
+
+// Info returns a snapshot of the neighbour (for gvs --trace: how its MAC
+// was learnt and when). It takes the resolver's lock; the data path never
+// calls it.
+func (n *Neighbor) Info() NeighborInfo {
+	if n.r == nil {
+		return n.info()
+	}
+	n.r.mu.Lock()
+	defer n.r.mu.Unlock()
+	return n.info()
 }
 
 func (n *Neighbor) info() NeighborInfo {
@@ -168,6 +189,14 @@ func (n *Neighbor) info() NeighborInfo {
 	}
 	if n.everMAC {
 		ni.MAC = net.HardwareAddr(append([]byte(nil), n.mac[:]...))
+	}
+	switch {
+	case n.r == nil:
+		ni.LearnedFrom = "static"
+	case n.learnedBy == OpReply:
+		ni.LearnedFrom = "reply"
+	case n.learnedBy == OpRequest:
+		ni.LearnedFrom = "request"
 	}
 	return ni
 }

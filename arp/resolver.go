@@ -673,7 +673,7 @@ func (r *Resolver) handle(l *link, b []byte) {
 				"arp: %s (owned by gvs) claimed by %s on %s", f.SenderIP, net.HardwareAddr(f.SenderMAC[:]), l)
 		}
 	} else if n := r.neigh[neighKey{l.index, f.SenderIP}]; n != nil && validUnicast(f.SenderMAC) && !r.isOwnMAC(f.SenderMAC) {
-		r.heard(n, l, f.SenderMAC, now, &out)
+		r.heard(n, l, f.SenderMAC, f.Op, now, &out)
 		acted = true
 	}
 	if f.Op == OpRequest && f.SenderIP != f.TargetIP && validUnicast(f.SenderMAC) {
@@ -703,9 +703,9 @@ func (r *Resolver) handle(l *link, b []byte) {
 
 // heard handles a frame from n's address with sender MAC mac: learnt at
 // once unless n is Reachable at another MAC, which is disputed first.
-func (r *Resolver) heard(n *Neighbor, l *link, mac [6]byte, now time.Time, out *outbox) {
+func (r *Resolver) heard(n *Neighbor, l *link, mac [6]byte, op Operation, now time.Time, out *outbox) {
 	if n.state == Reachable && mac != n.mac {
-		r.dispute(n, l, mac, now, out)
+		r.dispute(n, l, mac, op, now, out)
 		return
 	}
 	if n.claimed && mac == n.mac {
@@ -717,6 +717,7 @@ func (r *Resolver) heard(n *Neighbor, l *link, mac [6]byte, now time.Time, out *
 			n.addr, l, net.HardwareAddr(n.claim[:]), net.HardwareAddr(n.mac[:]))
 	}
 	r.learn(n, l, mac, now)
+	n.learnedBy = op
 }
 
 // dispute handles a claim that a Reachable neighbour is at another MAC
@@ -731,16 +732,16 @@ func (r *Resolver) heard(n *Neighbor, l *link, mac [6]byte, now time.Time, out *
 // A claim while one is checked replaces it; claims for Retry after a
 // refusal are ignored, so that a spoofer cannot make gvs send more than a
 // request per Retry.
-func (r *Resolver) dispute(n *Neighbor, l *link, mac [6]byte, now time.Time, out *outbox) {
+func (r *Resolver) dispute(n *Neighbor, l *link, mac [6]byte, op Operation, now time.Time, out *outbox) {
 	if n.claimed {
-		n.claim = mac
+		n.claim, n.claimOp = mac, op
 		return
 	}
 	if !n.refutedAt.IsZero() && now.Sub(n.refutedAt) < r.cfg.Retry {
 		return
 	}
 	r.stats.disputes.Add(1)
-	n.claimed, n.claim = true, mac
+	n.claimed, n.claim, n.claimOp = true, mac, op
 	n.claimGen++
 	gen := n.claimGen
 	f := Frame{
@@ -768,7 +769,9 @@ func (r *Resolver) onClaimTimer(n *Neighbor, gen uint64) {
 	now := r.clk.Now()
 	r.logf("arp: neighbour %s on %s did not answer at %s; taking the MAC it claims, %s",
 		n.addr, l, net.HardwareAddr(n.mac[:]), net.HardwareAddr(n.claim[:]))
+	op := n.claimOp
 	r.learn(n, l, n.claim, now)
+	n.learnedBy = op
 }
 
 // endClaim forgets a claim being checked. Caller holds r.mu.

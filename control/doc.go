@@ -110,6 +110,7 @@
 //	dest      object    a Dest: the real server of add-dest, edit-dest, del-dest
 //	laddr     string    the FULLNAT local address of add-laddr, del-laddr
 //	timeouts  object    a Timeouts: the values of set-timeouts
+//	trace     string    "on" or "off", for trace
 //	commands  array     the requests of a batch (same fields; "version" optional)
 //
 // Each op, with what it reads (other fields are ignored) and what its
@@ -132,6 +133,7 @@
 //	info           (-L header)   -                               info
 //	add-laddr      -P (gvs)      service (key), laddr            nothing
 //	del-laddr      -Q (gvs)      service (key), laddr            nothing
+//	trace          --trace (gvs) trace, service (key) or none    nothing
 //
 // add-laddr gives a service a FULLNAT local address: the source address of
 // its FULLNAT connections towards the real servers (ports taken from a
@@ -139,11 +141,25 @@
 // address of the director's kernel (EREFUSED). list shows them
 // (local_addrs), as DPVS's ipvsadm -G does.
 //
+// trace switches gvs's frame trace (gvs --trace; see package trace) on
+// or off while gvs runs: "on" without a service traces every service,
+// with one adds that service; "off" without a service stops tracing,
+// with one removes that service. It is not a batch command and changes
+// no configuration (gvsadm -S does not save it). Errors: EINVAL for a
+// trace value other than "on" and "off", or for switching one service
+// off while every service is traced (switch off, then on for the
+// services wanted); ESRCH for "on" with a service that does not exist;
+// ENOENT for "off" with a service that is not traced; EOPNOTSUPP from a
+// gvs built without the trace (-tags notrace).
+//
 // add-service and edit-service set every setting: edit-service replaces
 // the whole service as the kernel's edit does (an empty scheduler means
 // wlc), so gvsadm always sends all of them.
+// The only exception is on_failure, which an edit-service without it
+// keeps, so that an ipvsadm -E line does not undo it.
 // edit-dest likewise sets forward, weight and both thresholds, unless
-// dest.set lists the fields to change (see Dest). set-timeouts leaves a
+// dest.set lists the fields to change (see Dest); an edit-dest without
+// "check" keeps the server's health check. set-timeouts leaves a
 // value of 0 unchanged; each value is at most 2678400 s (31 days, ipvsadm's
 // limit). list with a service answers that one service or ESRCH. batch
 // applies its commands all or nothing, in order: if one fails, none is
@@ -178,6 +194,8 @@
 //	← {"version":1,"timeouts":{"tcp":900,"tcp_fin":120,"udp":300}}
 //	→ {"version":1,"op":"info"}
 //	← {"version":1,"info":{"version":"0.1.0","ipvs_version":"1.2.1","conn_table_size":4096}}
+//	→ {"version":1,"op":"trace","trace":"on","service":{"protocol":"tcp","addr":"192.168.150.100","port":80}}
+//	← {"version":1}
 //	→ {"version":1,"op":"list","filter":"tcp"}
 //	← {"version":1,"error":{"code":"EINVAL","message":"malformed request: json: unknown field \"filter\"","index":-1}}
 //
@@ -209,6 +227,10 @@
 //	netmask      integer   the persistence mask (-M) as a prefix length; 0 means 32
 //	one_packet   boolean   one-packet scheduling (-o)
 //	pe           string    a persistence engine (--pe); gvs has none and refuses one
+//	on_failure   string    gvs's: what a failed health check does to a real server,
+//	                       "quiesce" (weight 0, like keepalived's inhibit_on_failure) or
+//	                       "remove" (out of the scheduler's list); "" means "quiesce" in
+//	                       add-service and keeps the setting in edit-service
 //	dests        array     in replies, the real servers (Dest)
 //	stats        object    in replies, the counters (Stats)
 //	rates        object    in replies, the rates (Stats, per second)
@@ -224,11 +246,65 @@
 //	u_threshold     integer   -x, upper connection threshold; 0 means none
 //	l_threshold     integer   -y, lower connection threshold; 0 means none
 //	set             array     edit-dest only: the fields to change ("forward", "weight",
-//	                          "u_threshold", "l_threshold"); empty means all of them
+//	                          "u_threshold", "l_threshold", "check"); empty means all of them,
+//	                          except that an absent check is kept
+//	check           object    gvs's: the health check (Check); in add-dest absent means none,
+//	                          in edit-dest absent keeps the server's check and kind "none"
+//	                          removes it; in replies, as configured with defaults filled in
+//	health          object    in replies, for a checked server: its state (Health)
 //	active_conns    integer   in replies: ActiveConn
 //	inactive_conns  integer   in replies: InActConn
 //	persist_conns   integer   in replies: PersistConn
 //	stats, rates    object    in replies: Stats
+//
+// In replies weight is the configured weight (what -a and -e set, and -S
+// saves); while a health check has the server down, the scheduler uses
+// health.weight instead, and with on_failure "remove" does not see the
+// server at all (health.in_service false). gvsadm's listings show what
+// the scheduler sees, as ipvsadm would under keepalived.
+//
+// Check (gvsadm's --check options; zero or absent fields take the
+// defaults shown):
+//
+//	kind         string    "tcp" (a connection is accepted), "http" (a GET answers the
+//	                       status and, with a digest, that body), "udp" (a datagram is
+//	                       answered: a reply is required), "cmd" (a program exits 0),
+//	                       or in edit-dest "none" (remove the check)
+//	port         integer   the port probed; 0 means the real server's
+//	interval_ms  integer   milliseconds from one probe to the next, 10..3600000 (5000)
+//	timeout_ms   integer   milliseconds one probe may take, 1..interval_ms (2000, or
+//	                       interval_ms if smaller)
+//	rise         integer   consecutive successes that bring a down server up, 1..100 (2)
+//	fall         integer   consecutive failures that take an up server down, 1..100 (3)
+//	url          string    http: the path ("/"), or an http:// URL whose host is sent as
+//	                       Host (the connection is always to the real server)
+//	status       integer   http: the status a healthy server answers (200)
+//	digest       string    http: the hex MD5 (32 digits) or SHA-256 (64) of the body
+//	payload      string    udp: the datagram sent (may be empty)
+//	cmd          array     cmd: the program (an absolute path, run without a shell, with
+//	                       GVS_REAL_ADDR, GVS_REAL_PORT and GVS_SERVICE set) and its
+//	                       arguments. Only root (or gvs's own user) may send a request
+//	                       with a cmd check: it runs programs as gvs's user. Others get
+//	                       EREFUSED.
+//
+// A real server with a check starts up; fall failed probes in a row take
+// it down, rise successful ones bring it back. Every probe and every
+// transition is logged by gvs with a sequence number (debug level for
+// probes, info for transitions), in one sequence for all checks.
+//
+// Health (replies only):
+//
+//	state       string    "up" or "down"
+//	in_service  boolean   false while down in a service with on_failure "remove"
+//	weight      integer   the weight the scheduler uses now (0 while down)
+//	successes   integer   the current run of consecutive successful probes
+//	failures    integer   the current run of consecutive failed probes
+//	probes      integer   probes run since the check was set
+//	failed      integer   of them, those that failed
+//	downs, ups  integers  transitions since the check was set
+//	last_error  string    why the latest failed probe failed
+//	last_seq    integer   the sequence number of the check's latest event
+//	since       integer   seconds since the state last changed (or the check was set)
 //
 // Stats (ipvsadm --stats; in "rates" the same fields are per second):
 //
@@ -255,7 +331,9 @@
 //	conn_table_size  integer   the connection table's size (ipvsadm's "size=N")
 //	counters         object    the daemon's counters by name ("frames", "verdict.forwarded",
 //	                           "verdict.no_dest", "icmp.sent", "tunnel.frag_needed", "conns.evicted",
-//	                           "arp.failures", ...): stable names, values that only grow
+//	                           "arp.failures", "trace.traced", "pcap.captured", "health.probes",
+//	                           "health.probe_failures", "health.down", "health.up", ...): stable
+//	                           names, values that only grow
 //
 // Error:
 //

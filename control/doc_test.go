@@ -36,7 +36,7 @@ func TestDocCoversProtocol(t *testing.T) {
 			t.Errorf("op %q is not in doc.go's table of ops", op)
 		}
 	}
-	for _, v := range []any{Request{}, Reply{}, Service{}, Dest{}, Stats{}, Conn{}, Timeouts{}, Info{}, Error{}} {
+	for _, v := range []any{Request{}, Reply{}, Service{}, Dest{}, Stats{}, Conn{}, Timeouts{}, Info{}, Error{}, Check{}, Health{}} {
 		typ := reflect.TypeOf(v)
 		for i := range typ.NumField() {
 			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
@@ -51,7 +51,8 @@ func TestDocCoversProtocol(t *testing.T) {
 			t.Errorf("error code %s is not in doc.go's table of codes", code)
 		}
 	}
-	for _, fwd := range []string{FwdRoute, FwdMasq, FwdTunnel, FwdFullNat, TCP, UDP} {
+	for _, fwd := range []string{FwdRoute, FwdMasq, FwdTunnel, FwdFullNat, TCP, UDP,
+		CheckTCP, CheckHTTP, CheckUDP, CheckCmd, CheckNone} {
 		if !words[fwd] {
 			t.Errorf("%q is not in doc.go", fwd)
 		}

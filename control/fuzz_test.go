@@ -39,6 +39,7 @@ func FuzzDecodeRequest(f *testing.F) {
 		"\n\n{\n",
 		`{"version":1,"op":"add-dest","dest":{"addr":"fe80::1%eth0","port":65535,"weight":-1}}`,
 		`{"version":1,"op":"zero","service":{"addr":"1.2.3.4","dests":[{"addr":"5.6.7.8"}],"stats":{"conns":18446744073709551615}}}`,
+		`{"version":1,"op":"add-dest","service":{"protocol":"tcp","addr":"192.168.150.100","port":80,"on_failure":"remove"},"dest":{"addr":"192.168.150.12","port":80,"check":{"kind":"http","interval_ms":200,"rise":2,"fall":3,"url":"/","status":200,"digest":"00","cmd":["/bin/true"]}}}`,
 		`null`, `[]`, `"x"`, "{\"version\":1,\"op\":\"info\",\"service\":{\"scheduler\":\"\xff\"}}",
 	} {
 		f.Add([]byte(s))

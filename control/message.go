@@ -33,6 +33,7 @@ const (
 	OpInfo        Op = "info"         // version and connection table size
 	OpAddLaddr    Op = "add-laddr"    // gvsadm -P: a FULLNAT local address (Service, Laddr)
 	OpDelLaddr    Op = "del-laddr"    // gvsadm -Q
+	OpTrace       Op = "trace"        // gvsadm --trace on|off [service]: Trace, Service
 )
 
 // batchOps are the ops an OpBatch may carry: those that change the
@@ -48,7 +49,7 @@ var knownOps = map[Op]bool{
 	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
 	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
 	OpBatch: true, OpList: true, OpConns: true, OpTimeouts: true, OpInfo: true,
-	OpAddLaddr: true, OpDelLaddr: true,
+	OpAddLaddr: true, OpDelLaddr: true, OpTrace: true,
 }
 
 // validate checks what the protocol itself requires of a request: a known
@@ -96,6 +97,8 @@ type Request struct {
 	Laddr netip.Addr `json:"laddr,omitempty"`
 	// Timeouts is the argument of OpSetTimeouts (0 keeps a value).
 	Timeouts *Timeouts `json:"timeouts,omitempty"`
+	// Trace is the argument of OpTrace: TraceOn or TraceOff.
+	Trace string `json:"trace,omitempty"`
 	// Commands are the requests of an OpBatch, in order. Only
 	// configuration-changing ops are allowed inside a batch.
 	Commands []Request `json:"commands,omitempty"`
@@ -145,6 +148,12 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+// Values of Request.Trace.
+const (
+	TraceOn  = "on"
+	TraceOff = "off"
+)
+
 // Protocol names, as ipvsadm prints them in upper case in listings.
 const (
 	TCP = "tcp"
@@ -178,6 +187,10 @@ type Service struct {
 	Netmask    uint8    `json:"netmask,omitempty"`     // -M as a prefix length; 0 means /32
 	OnePacket  bool     `json:"one_packet,omitempty"`  // -o
 	PE         string   `json:"pe,omitempty"`          // --pe
+	// OnFailure is what a failed health check does to a real server:
+	// "quiesce" (weight 0) or "remove" (out of the scheduler's list).
+	// In add-service "" means "quiesce"; in edit-service "" keeps it.
+	OnFailure string `json:"on_failure,omitempty"` // gvsadm --on-failure
 
 	Dests []Dest `json:"dests,omitempty"`
 	Stats Stats  `json:"stats"`
@@ -197,14 +210,88 @@ type Dest struct {
 
 	// Set lets an edit change only what was given on the command line.
 	// It lists the JSON names of the fields to apply ("weight",
-	// "forward", "u_threshold", "l_threshold"); empty means all.
+	// "forward", "u_threshold", "l_threshold", "check"); empty means all
+	// (but an absent check is kept, see Check).
 	Set []string `json:"set,omitempty"`
+
+	// Check is the real server's health check. In add-dest, absent
+	// means none; in edit-dest, absent keeps the check the server has,
+	// and kind "none" removes it. Replies carry it as configured, with
+	// the defaults filled in.
+	Check *Check `json:"check,omitempty"`
+	// Health is, in replies, the state of a checked server.
+	Health *Health `json:"health,omitempty"`
 
 	ActiveConns   uint32 `json:"active_conns"`
 	InactiveConns uint32 `json:"inactive_conns"`
 	PersistConns  uint32 `json:"persist_conns"`
 	Stats         Stats  `json:"stats"`
 	Rates         Stats  `json:"rates"`
+}
+
+// Check kinds.
+const (
+	CheckTCP  = "tcp"  // a TCP connection is accepted
+	CheckHTTP = "http" // an HTTP GET answers the status (and body digest)
+	CheckUDP  = "udp"  // a datagram is answered
+	CheckCmd  = "cmd"  // a command exits 0
+	CheckNone = "none" // edit-dest: remove the check
+)
+
+// Check is a real server's health check (gvsadm --check and the
+// --check-* options). Zero fields take gvs's defaults.
+type Check struct {
+	Kind string `json:"kind"`
+	// Port is the port probed; 0 means the real server's.
+	Port uint16 `json:"port,omitempty"`
+	// IntervalMS is the time between probes, TimeoutMS the bound of one
+	// probe, in milliseconds.
+	IntervalMS uint32 `json:"interval_ms,omitempty"`
+	TimeoutMS  uint32 `json:"timeout_ms,omitempty"`
+	// Rise consecutive successes bring a down server up; Fall
+	// consecutive failures take an up server down.
+	Rise uint32 `json:"rise,omitempty"`
+	Fall uint32 `json:"fall,omitempty"`
+	// URL, Status and Digest are an http check's: the path (or http://
+	// URL) requested, the status expected, and the hex MD5 or SHA-256 of
+	// the body expected.
+	URL    string `json:"url,omitempty"`
+	Status uint32 `json:"status,omitempty"`
+	Digest string `json:"digest,omitempty"`
+	// Payload is what a udp check sends.
+	Payload string `json:"payload,omitempty"`
+	// Cmd is a cmd check's program (absolute path) and arguments.
+	Cmd []string `json:"cmd,omitempty"`
+}
+
+// Health is the state of a checked real server, in replies.
+type Health struct {
+	// State is "up" or "down".
+	State string `json:"state"`
+	// InService is false while the server is down and its service
+	// removes failed servers: the scheduler does not see it.
+	InService bool `json:"in_service"`
+	// Weight is the weight the scheduler uses now: 0 while the server is
+	// down (Dest.Weight is the configured one).
+	Weight int32 `json:"weight"`
+	// Successes and Failures are the current runs of consecutive
+	// results.
+	Successes uint32 `json:"successes"`
+	Failures  uint32 `json:"failures"`
+	// Probes, Failed, Downs and Ups count the probes, the failed
+	// probes, and the transitions since the check was set.
+	Probes uint64 `json:"probes"`
+	Failed uint64 `json:"failed"`
+	Downs  uint64 `json:"downs"`
+	Ups    uint64 `json:"ups"`
+	// LastError is why the latest failed probe failed.
+	LastError string `json:"last_error,omitempty"`
+	// LastSeq is the sequence number of the check's latest event (gvs
+	// logs every probe and transition with one).
+	LastSeq uint64 `json:"last_seq"`
+	// Since is how many seconds ago the state last changed (or the check
+	// was set).
+	Since uint32 `json:"since"`
 }
 
 // Stats are the counters ipvsadm --stats prints. In Rates the same fields

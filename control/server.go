@@ -38,6 +38,13 @@ type Handler interface {
 	Handle(req *Request) *Reply
 }
 
+// PeerHandler is a Handler that is told who sent each request: the
+// server calls HandlePeer instead of Handle when its handler has it.
+type PeerHandler interface {
+	Handler
+	HandlePeer(p Peer, req *Request) *Reply
+}
+
 // HandlerFunc adapts a function to a Handler.
 type HandlerFunc func(*Request) *Reply
 
@@ -334,6 +341,9 @@ func (s *Server) serveConn(c *net.UnixConn, h Handler) {
 		readLine(r, MaxMessageSize)
 		writeReply(c, errReply(CodePermission, err.Error()))
 		return
+	}
+	if ph, ok := h.(PeerHandler); ok {
+		h = HandlerFunc(func(req *Request) *Reply { return ph.HandlePeer(peer, req) })
 	}
 	s.converse(r, c, h, MaxMessageSize, func() { c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout)) })
 }

@@ -21,9 +21,11 @@ import (
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/control"
 	"github.com/gvs-project/gvs/forward"
+	"github.com/gvs-project/gvs/health"
 	"github.com/gvs-project/gvs/ingress"
 	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/service"
+	"github.com/gvs-project/gvs/trace"
 )
 
 // maxWorkers bounds --workers: each worker holds a receive ring and a
@@ -58,6 +60,12 @@ type Config struct {
 	ARP *arp.Config
 	// FilterTable names gvs's nftables table (default "gvs").
 	FilterTable string
+	// RXRing is the receive rings' TPACKET version (zero: V2). V3 packs
+	// frames into blocks: it holds far more frames when a burst comes or
+	// the worker stalls, and costs less CPU per frame at moderate rates,
+	// but adds up to a millisecond of latency (internal/afpacket's
+	// package documentation has the measurements).
+	RXRing afpacket.Version
 	// QdiscBypass sends forwarded frames straight to the driver
 	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
 	// instead of queueing them, and tc egress rules do not see them.
@@ -70,6 +78,13 @@ type Config struct {
 	MetricsAddr string
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
+	// Trace configures gvs --trace and --pcap (nil: off, with the trace
+	// on standard output when gvsadm --trace switches it on); the
+	// interfaces are filled in (trace.go).
+	Trace *trace.Config
+	// Checks replaces the health checks' clock, dialer and command
+	// runner (tests); nil means the real ones.
+	Checks *health.Config[*service.Real]
 }
 
 // Director is a running gvs.
@@ -88,7 +103,9 @@ type Director struct {
 	rxs      []*afpacket.RX
 	txs      []*afpacket.TX
 	ctl      *control.Server
+	tr       tracing        // gvs --trace, --pcap (trace.go)
 	metrics  *metricsServer // nil without Config.MetricsAddr
+	checks   *checks
 
 	// applyMu serialises configuration changes: gvsadm's and reloads
 	// (which read the table, then change it).
@@ -135,6 +152,7 @@ func New(cfg Config) (d *Director, err error) {
 	}
 
 	d.services = service.New()
+	d.checks = newChecks(d.log, cfg.Checks)
 	d.est = newEstimator()
 	d.ports = forward.NewPortPools()
 	ccfg := conntrack.Config{}
@@ -170,12 +188,12 @@ func New(cfg Config) (d *Director, err error) {
 		return nil, fmt.Errorf("%d workers per interface: at most %d", workers, maxWorkers)
 	}
 	for _, in := range d.ifaces {
-		var rcfg *afpacket.RXConfig
+		rcfg := &afpacket.RXConfig{Version: cfg.RXRing}
 		if workers > 1 {
 			// One fanout group per interface, named so that another gvs
 			// in the same namespace does not join it.
 			id := uint16(os.Getpid()) ^ uint16(in.Index)<<8
-			rcfg = &afpacket.RXConfig{Fanout: &afpacket.Fanout{ID: id, Mode: afpacket.FanoutHash}}
+			rcfg.Fanout = &afpacket.Fanout{ID: id, Mode: afpacket.FanoutHash}
 		}
 		for w := range workers {
 			rx, err := afpacket.OpenRX(in.Index, rcfg)
@@ -195,6 +213,10 @@ func New(cfg Config) (d *Director, err error) {
 			}
 			d.engine.AddWorker(fmt.Sprintf("%s/%d", in.Name, w), in.Index, rx, egress)
 		}
+	}
+
+	if err := d.openTrace(); err != nil {
+		return nil, err
 	}
 
 	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})
@@ -247,7 +269,7 @@ func (d *Director) Run(ctx context.Context) error {
 		}()
 	}
 	go func() {
-		if err := d.ctl.Serve(control.HandlerFunc(d.Handle)); err != nil {
+		if err := d.ctl.Serve(d); err != nil {
 			errc <- err
 		}
 	}()
@@ -354,6 +376,9 @@ func (d *Director) Close() { d.close() }
 
 // close releases everything New opened, in reverse order.
 func (d *Director) close() {
+	if d.checks != nil {
+		d.checks.close()
+	}
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
@@ -364,6 +389,7 @@ func (d *Director) close() {
 	for _, tx := range d.txs {
 		tx.Close()
 	}
+	d.closeTrace()
 	if d.filter != nil {
 		if err := d.filter.Close(); err != nil {
 			d.log.Warn("removing the ingress filter", "err", err)

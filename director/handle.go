@@ -39,6 +39,8 @@ func (d *Director) Handle(req *control.Request) *control.Reply {
 		control.OpAddDest, control.OpEditDest, control.OpDelDest, control.OpZero,
 		control.OpAddLaddr, control.OpDelLaddr:
 		return d.apply([]control.Request{*req}, false)
+	case control.OpTrace:
+		return d.traceOp(req)
 	}
 	return errorReply(control.CodeInvalid, -1, fmt.Sprintf("unknown operation %q", req.Op))
 }
@@ -114,6 +116,10 @@ func realSpec(op control.Op, dst *control.Dest) (service.RealSpec, error) {
 	}
 	r := service.RealSpec{Addr: a, Port: dst.Port, Forward: fwd, Weight: dst.Weight,
 		UThreshold: dst.UThreshold, LThreshold: dst.LThreshold}
+	var err error
+	if r.Check, r.KeepCheck, err = checkSpec(op, dst); err != nil {
+		return r, err
+	}
 	if op == control.OpEditDest && len(dst.Set) > 0 {
 		r.KeepForward, r.KeepWeight, r.KeepThresholds = true, true, true
 		for _, f := range dst.Set {
@@ -124,6 +130,7 @@ func realSpec(op control.Op, dst *control.Dest) (service.RealSpec, error) {
 				r.KeepWeight = false
 			case "u_threshold", "l_threshold":
 				r.KeepThresholds = false
+			case "check":
 			default:
 				return r, badRequest(control.CodeInvalid, "unknown field %q in set", f)
 			}
@@ -164,6 +171,9 @@ func toOp(req *control.Request) (service.Op, error) {
 		}
 		op.Settings = service.Settings{Scheduler: s.Scheduler, SchedFlags: s.SchedFlags, Persistent: s.Persistent,
 			Timeout: s.Timeout, Netmask: nm, OnePacket: s.OnePacket}
+		if op.Settings.OnFailure, err = onFailure(s.OnFailure); err != nil {
+			return op, err
+		}
 	case control.OpDelService:
 		op.Kind = service.DelService
 	case control.OpAddLaddr, control.OpDelLaddr:
@@ -272,6 +282,7 @@ func (d *Director) apply(reqs []control.Request, batch bool) *control.Reply {
 		d.setTimeouts(t)
 	}
 	d.afterApply(plan)
+	d.checks.reconcile(d.services.Services())
 	return &control.Reply{}
 }
 
@@ -459,7 +470,8 @@ func (d *Director) list(req *control.Request) *control.Reply {
 		st := s.Settings()
 		cs := control.Service{Protocol: s.Key.ProtocolName(), Addr: netip.AddrFrom4(s.Key.Addr), Port: s.Key.Port,
 			Scheduler: st.Scheduler, SchedFlags: st.SchedFlags, Persistent: st.Persistent, Timeout: st.Timeout,
-			OnePacket: st.OnePacket, Stats: stats(&s.Counters), Rates: d.est.rates(&s.Counters)}
+			OnePacket: st.OnePacket, Stats: stats(&s.Counters), Rates: d.est.rates(&s.Counters),
+			OnFailure: st.OnFailure.String()}
 		if st.Persistent && st.Netmask != 32 {
 			cs.Netmask = st.Netmask
 		}
@@ -470,6 +482,7 @@ func (d *Director) list(req *control.Request) *control.Reply {
 				Weight: r.Weight(), UThreshold: u, LThreshold: l, ActiveConns: uint32(r.Active()),
 				InactiveConns: uint32(r.Inactive()), PersistConns: uint32(r.Persistent()), Stats: stats(&r.Counters),
 				Rates: d.est.rates(&r.Counters)})
+			d.destHealth(&cs.Dests[len(cs.Dests)-1], r)
 		}
 		out = append(out, cs)
 	}
@@ -521,6 +534,8 @@ func (d *Director) counters() map[string]uint64 {
 	c["frags.placed"] = fs.Placed
 	c["frags.evicted"] = fs.Evicted
 	c["conns.max"] = uint64(d.conns.Max())
+	d.traceCounters(c)
+	d.healthCounters(c)
 	return c
 }
 

@@ -105,11 +105,15 @@ func (d *Director) metricsSnapshot(rxs []*afpacket.RX) *metrics.Snapshot {
 			Traffic: traffic(&sv.Counters)}
 		for _, r := range sv.Reals() {
 			ms.Reals = append(ms.Reals, metrics.Real{Addr: r.Addr, Port: r.Port, Weight: int(r.Weight()),
+				ConfigWeight: int(r.ConfigWeight()), Checked: r.Check() != nil, Up: !r.Failed(),
 				Active: int(r.Active()), Inactive: int(r.Inactive()), Persistent: int(r.Persistent()),
 				Traffic: traffic(&r.Counters)})
 		}
 		s.Services = append(s.Services, ms)
 	}
+
+	hs := d.checks.mon.Stats()
+	s.Health = metrics.Health{Probes: hs.Probes, Failures: hs.Failed, Downs: hs.Downs, Ups: hs.Ups}
 
 	cs := d.conns.Stats()
 	s.Conntrack = metrics.Conntrack{Entries: cs.Entries, HalfOpen: cs.HalfOpen, Max: d.conns.Max(),

@@ -151,6 +151,7 @@ func (d *Director) Reload(path string) (ReloadResult, error) {
 		d.setTimeouts(t)
 	}
 	d.afterApply(plan)
+	d.checks.reconcile(d.services.Services())
 	return ReloadResult{Ops: len(changes), Commands: len(batch.Commands)}, nil
 }
 
@@ -243,12 +244,12 @@ func replaceOps(cur, want []*service.Service) (ops []service.Op, keys []string) 
 			}
 		}
 		for j := from - 1; j >= 0; j-- {
-			add(service.Op{Kind: service.AddReal, Service: sk, Real: specOf(wr[j])}, realKey(wr[j]))
+			add(service.Op{Kind: service.AddReal, Service: sk, Real: opSpec(wr[j])}, realKey(wr[j]))
 		}
 		for _, r := range wr[from:] {
 			old := cr[slices.Index(curRK, r.AddrPort())]
-			if specOf(old) != specOf(r) {
-				add(service.Op{Kind: service.EditReal, Service: sk, Real: specOf(r)}, realKey(r))
+			if specOf(old) != specOf(r) || !old.Check().Equal(r.Check()) {
+				add(service.Op{Kind: service.EditReal, Service: sk, Real: opSpec(r)}, realKey(r))
 			}
 		}
 
@@ -303,13 +304,22 @@ func keptSuffix[T comparable](cur, want []T) int {
 	return len(want)
 }
 
-// specOf is a real server's settings as an operation sets them all.
+// specOf is a real server's settings as an operation sets them all, but
+// for its health check (a pointer: compare with Spec.Equal). The weight
+// is the configured one, which a health check does not lower.
 func specOf(r *service.Real) service.RealSpec {
 	u, l := r.Thresholds()
-	return service.RealSpec{Addr: r.Addr, Port: r.Port, Forward: r.Forward(), Weight: r.Weight(), UThreshold: u, LThreshold: l}
+	return service.RealSpec{Addr: r.Addr, Port: r.Port, Forward: r.Forward(), Weight: r.ConfigWeight(), UThreshold: u, LThreshold: l}
+}
+
+// opSpec is specOf with the health check.
+func opSpec(r *service.Real) service.RealSpec {
+	s := specOf(r)
+	s.Check = r.Check()
+	return s
 }
 
 func sameSettings(a, b service.Settings) bool {
 	return slices.Equal(a.SchedFlags, b.SchedFlags) && a.Scheduler == b.Scheduler && a.Persistent == b.Persistent &&
-		a.Timeout == b.Timeout && a.Netmask == b.Netmask && a.OnePacket == b.OnePacket
+		a.Timeout == b.Timeout && a.Netmask == b.Netmask && a.OnePacket == b.OnePacket && a.OnFailure == b.OnFailure
 }

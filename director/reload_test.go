@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/gvs-project/gvs/health"
 	"github.com/gvs-project/gvs/service"
 )
 
@@ -17,10 +18,11 @@ import (
 type config []svcConfig
 
 type svcConfig struct {
-	key    service.Key
-	sched  string
-	reals  []service.RealSpec
-	laddrs []netip.Addr
+	key       service.Key
+	sched     string
+	onFailure service.OnFailure
+	reals     []service.RealSpec
+	laddrs    []netip.Addr
 }
 
 // build makes a table from c, as a fresh start with its rules file would.
@@ -28,8 +30,12 @@ func build(t *testing.T, c config) *service.Table {
 	t.Helper()
 	var ops []service.Op
 	for _, s := range c {
-		ops = append(ops, service.Op{Kind: service.AddService, Service: s.key, Settings: service.Settings{Scheduler: s.sched}})
+		ops = append(ops, service.Op{Kind: service.AddService, Service: s.key, Settings: service.Settings{Scheduler: s.sched, OnFailure: s.onFailure}})
 		for _, r := range s.reals {
+			if r.Check != nil {
+				c := *r.Check // each table normalizes its own
+				r.Check = &c
+			}
 			ops = append(ops, service.Op{Kind: service.AddReal, Service: s.key, Real: r})
 		}
 		for _, a := range s.laddrs {
@@ -49,9 +55,13 @@ func dump(tb *service.Table) string {
 	var b strings.Builder
 	for _, s := range tb.Services() {
 		st := s.Settings()
-		fmt.Fprintf(&b, "%v %s %v\n", s.Key, st.Scheduler, s.LocalAddrs())
+		fmt.Fprintf(&b, "%v %s %v %v\n", s.Key, st.Scheduler, st.OnFailure, s.LocalAddrs())
 		for _, r := range s.Reals() {
-			fmt.Fprintf(&b, "  %+v\n", specOf(r))
+			fmt.Fprintf(&b, "  %+v", specOf(r))
+			if c := r.Check(); c != nil {
+				fmt.Fprintf(&b, " check %+v", *c)
+			}
+			b.WriteString("\n")
 		}
 	}
 	return b.String()
@@ -73,7 +83,8 @@ var (
 func randomConfig(rng *rand.Rand) config {
 	var c config
 	for _, i := range rng.Perm(len(keys))[:rng.IntN(len(keys)+1)] {
-		s := svcConfig{key: keys[i], sched: []string{"rr", "wrr", "sh", "mh"}[rng.IntN(4)]}
+		s := svcConfig{key: keys[i], sched: []string{"rr", "wrr", "sh", "mh"}[rng.IntN(4)],
+			onFailure: service.OnFailure(rng.IntN(3))}
 		fwd := service.Route
 		if rng.IntN(3) == 0 {
 			fwd = service.Masq
@@ -82,6 +93,12 @@ func randomConfig(rng *rand.Rand) config {
 			r := service.RealSpec{Addr: rips[j], Port: s.key.Port, Forward: fwd, Weight: int32(rng.IntN(3))}
 			if rng.IntN(4) == 0 {
 				r.UThreshold, r.LThreshold = 10, 5
+			}
+			switch rng.IntN(3) {
+			case 1:
+				r.Check = &health.Spec{Kind: health.TCP}
+			case 2:
+				r.Check = &health.Spec{Kind: health.HTTP, Fall: 1 + rng.IntN(2)}
 			}
 			s.reals = append(s.reals, r)
 		}

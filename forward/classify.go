@@ -261,9 +261,21 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 	*k = conntrack.KeyV4(p.proto, p.src, p.sport, p.dst, p.dport)
 	conns := w.e.cfg.Conns
 	c, ok := conns.Get(k, conntrack.Input, p.tcpFlags, now)
-	if ok && w.e.cfg.ExpireNodestConn && c.Dest.Removed() {
-		conns.Remove(k)
-		return DestGone
+	if ok && c.Dest.Unavailable() {
+		// A SYN on the entry of a server that is gone (removed with
+		// expire_nodest_conn, or down by its health check) is a new
+		// connection from a reused client port: the old entry expires
+		// and the SYN is scheduled, as ip_vs_in reschedules
+		// (conn_reuse_mode). Other packets of such a connection are
+		// dropped with expire_nodest_conn, and kept going without it.
+		syn := p.proto == hdr.ProtoTCP && p.tcpFlags&(hdr.TCPFlagSYN|hdr.TCPFlagACK|hdr.TCPFlagRST) == hdr.TCPFlagSYN
+		if w.e.cfg.ExpireNodestConn || syn && c.Dest.Failed() {
+			conns.Remove(k)
+			if !syn {
+				return DestGone
+			}
+			ok = false
+		}
 	}
 	if !ok {
 		// Only a SYN starts a TCP connection (tcp_conn_schedule: th->syn

@@ -76,6 +76,17 @@
 // (source, destination, protocol, IP ID). A later fragment seen before
 // its first one is dropped (Fragment, "frag_no_first"); gvs does not
 // reassemble.
+//
+// # Tap
+//
+// gvs --trace and --pcap watch the data path through a Tap (tap.go;
+// package trace implements it). Unset, it costs one atomic load and one
+// predictable branch per batch, and nothing with -tags notrace. Set, each
+// batch runs the same handle per frame with copies around it: the frame
+// as received, each frame as committed for transmission, and for traced
+// frames the connection's state and the scheduler's reason read from the
+// tables before and after.
+//
 // # Modes
 //
 // dr.go holds direct routing: only the Ethernet addresses change, the

@@ -62,7 +62,8 @@ type Config struct {
 	// there: a quiesced server keeps its persistent clients).
 	ExpireQuiescentTemplate bool
 	// ExpireNodestConn drops the connection entry (and the packet) when a
-	// packet arrives for a connection whose real server was removed, so
+	// packet arrives for a connection whose real server was removed (or
+	// is down by its health check, see service.Real.Unavailable), so
 	// that the client sees the connection fail and reconnects (the
 	// kernel's expire_nodest_conn sysctl; off by default, as there: the
 	// flows of a removed server keep going until they end).
@@ -78,6 +79,7 @@ type Engine struct {
 	cfg     Config
 	workers []*Worker
 	frags   *fragTable // later fragments' ports, by datagram (frag.go)
+	tap     engineTap  // gvs --trace, --pcap (tap.go)
 }
 
 // New returns an engine without workers.
@@ -107,6 +109,7 @@ type Worker struct {
 	// scratch holds an outer IPIP packet being fragmented: the largest
 	// IPv4 packet and its outer header.
 	scratch []byte
+	tap     *workerTap // made at the first tapped batch (tap.go)
 
 	counts      [numReasons]atomic.Uint64
 	frameN      atomic.Uint64
@@ -170,8 +173,14 @@ func (w *Worker) batch(n int) {
 	// Verdicts are tallied per batch: one atomic add per verdict seen
 	// rather than one per frame.
 	var tally [numReasons]uint16
-	for i := range n {
-		tally[w.handle(&w.frames[i], now, snap)]++
+	if h := w.e.tapped(); h != nil {
+		// gvs --trace or --pcap: the one branch per batch they cost
+		// when off (none with -tags notrace).
+		w.tapBatch(h, n, now, snap, &tally)
+	} else {
+		for i := range n {
+			tally[w.handle(&w.frames[i], now, snap)]++
+		}
 	}
 	for r, k := range tally {
 		if k != 0 {

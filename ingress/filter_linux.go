@@ -73,6 +73,9 @@ type Filter struct {
 	dst    *nftables.Set
 	src    *nftables.Set
 	any    *nftables.Set // port-0 destinations: every port of an address
+	// srcLocal: the source rule spares frames to the host's own
+	// addresses (fib daddr type != local), which needs nft_fib_netdev.
+	srcLocal bool
 
 	mu     sync.Mutex // guards everything below
 	closed bool
@@ -136,8 +139,19 @@ func Open(ifaces []string, cfg *Config) (*Filter, error) {
 	// namespace captured above (see opConn): no replies can be left over
 	// from a failed batch, and the caller's goroutine may wander between
 	// threads.
+	f.srcLocal = true
 	c, done := f.opConn()
 	err = f.create(c)
+	if errors.Is(err, ErrNotSupported) {
+		// A kernel without nft_fib_netdev: the source rule cannot spare
+		// frames to the director's own addresses.
+		f.srcLocal = false
+		if f.create(c) == nil {
+			err = nil
+			f.logf("ingress: this kernel has no fib expression for netdev chains: the replies of NAT real servers " +
+				"to the director's own connections (health checks of their service port) are dropped too")
+		}
+	}
 	done()
 	if err != nil {
 		nsFile.Close()
@@ -207,8 +221,12 @@ func (f *Filter) create(c *nftables.Conn) error {
 		f.chains = append(f.chains, ch)
 		// meta protocol ip ip daddr . ip protocol . th dport @dst counter drop
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: match(f.dst, offIPDst, offL4Dst)})
-		// meta protocol ip ip saddr . ip protocol . th sport @src counter drop
-		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: match(f.src, offIPSrc, offL4Src)})
+		// meta protocol ip ip saddr . ip protocol . th sport @src fib daddr type != local counter drop
+		src := match(f.src, offIPSrc, offL4Src)
+		if f.srcLocal {
+			src = notToLocal(src)
+		}
+		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: src})
 		// meta protocol ip ip daddr . ip protocol @dstany counter drop
 		c.AddRule(&nftables.Rule{Table: f.table, Chain: ch, Exprs: matchAny(f.any)})
 	}
@@ -240,6 +258,23 @@ func match(set *nftables.Set, addrOff, portOff uint32) []expr.Any {
 		&expr.Counter{},
 		&expr.Verdict{Kind: expr.VerdictDrop},
 	}
+}
+
+// rtnLocal is RTN_LOCAL (linux/rtnetlink.h), the address type fib gives
+// an address of the host, in host byte order as nft_fib writes it.
+const rtnLocal = 2
+
+// notToLocal inserts "fib daddr type != local" before a rule's counter:
+// a NAT real server's replies to clients are gvs's, but its answers to
+// the director's own connections (a health check of the service's port)
+// are the kernel's.
+func notToLocal(exprs []expr.Any) []expr.Any {
+	i := len(exprs) - 2 // before counter and verdict
+	fib := []expr.Any{
+		&expr.Fib{Register: regKey0, FlagDADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: regKey0, Data: binaryutil.NativeEndian.PutUint32(rtnLocal)},
+	}
+	return slices.Concat(exprs[:i:i], fib, exprs[i:])
 }
 
 // matchAny returns the expressions of

@@ -400,10 +400,28 @@ func TestDropsSource(t *testing.T) {
 	from5555 := udpSocket(t, l.a, aIP, 5555)
 	from5556 := udpSocket(t, l.a, aIP, 5556)
 
-	mustDrop(t, f, from5555, dst, 9001, 3)
+	// A NAT real server's replies go to clients, addresses that are not
+	// B's: B's MAC, another address.
+	mac := strings.Fields(l.b.MustRun(t, "cat", "/sys/class/net/eth0/address"))[0]
+	l.a.MustRun(t, "ip", "route", "add", natClient.String()+"/32", "dev", "eth0")
+	l.a.MustRun(t, "ip", "neigh", "replace", natClient.String(), "lladdr", mac, "dev", "eth0", "nud", "permanent")
+	before := dropped(t, f)
+	for i := range 3 {
+		send(t, from5555, natClient, 40000, fmt.Sprintf("reply-%d", i))
+	}
+	waitDropped(t, f, before+3)
+	// Its answers to B's own connections (a health check) reach B.
+	send(t, from5555, bIP, 9001, "to-the-director")
+	mustReceive(t, dst, "to-the-director")
 	send(t, from5556, bIP, 9001, "from-5556")
 	mustReceive(t, dst, "from-5556")
+	if got := dropped(t, f); got != before+3 {
+		t.Fatalf("dropped %d frames, want %d", got-before, 3)
+	}
 }
+
+// natClient is a client of a NAT service, as B's frames see it.
+var natClient = netip.MustParseAddr("192.168.88.10")
 
 // TestDropsEveryPort: a port-0 rule (an IPVS port-0 service) drops the
 // protocol's frames to every port of the address, and nothing else.

@@ -45,7 +45,9 @@ var ErrInvalidRule = errors.New("invalid rule")
 // Source=false matches the destination address and port: client -> VIP:port,
 // what gvs handles in every forwarding mode. Source=true matches the source
 // address and port: for NAT mode, the replies of a real server RIP:port that
-// gvs rewrites.
+// gvs rewrites, except those to an address of the host itself (fib daddr
+// type local), which answer the director's own connections (health checks)
+// and are the kernel's.
 //
 // Addr must be an IPv4 address (an IPv4-mapped IPv6 address is unmapped).
 // Port 0 in a destination rule matches every port of the address and

@@ -35,8 +35,11 @@
 // the error matches ErrNotSupported). Persistence netmasks must be
 // contiguous and not 0.0.0.0, because the protocol carries a prefix
 // length. gvsadm adds one forwarding method, --fullnat (listed FullNat,
-// saved --fullnat), one list option, --json (see below), and a line
-// for each in -h. -v prints
+// saved --fullnat), one list option, --json (see below), one command,
+// --trace on|off [-t|-u service] (switches gvs's frame trace on or off
+// for every service or one; it takes no other option, prints nothing on
+// success and the daemon's message on refusal, exit 255, and cannot be
+// restored), and a line for each in -h. -v prints
 // "gvsadm vX.Y.Z (compatible with ipvsadm v1.31, IPVS v1.2.1)".
 //
 // -R parses the whole input before sending anything, then sends it as one
@@ -59,6 +62,47 @@
 // exit 2), but gvsadm names the group that would let the user in. When the
 // socket file's mode refuses the user, connecting fails with "cannot
 // reach gvs at PATH: permission denied", also exit 2.
+//
+// # Health checks
+//
+// gvsadm adds gvs's health checks (see package health), with long
+// options only, outside ipvsadm's option matrix:
+//
+//   - -a and -e take --check tcp|http|udp|cmd and its --check-port,
+//     --check-interval, --check-timeout (seconds, "0.5", or "200ms"),
+//     --check-rise, --check-fall, --check-url, --check-status,
+//     --check-digest, --check-payload and --check-cmd ("program args",
+//     split as a shell splits words, without expansions). The --check-*
+//     options need --check. An -e without --check keeps the server's
+//     check; --check none removes it.
+//   - -A and -E take --on-failure quiesce|remove: what a failed check does
+//     to a real server (weight 0, or out of the scheduler's list). An -E
+//     without it keeps the setting.
+//   - -L --checks [-n] [service] lists each real server's check and state
+//     (WriteChecks).
+//
+// Mistakes are refused before anything is sent, with a message naming the
+// option and exit status 2, as ipvsadm refuses a bad weight.
+//
+// The listings ipvsadm has (-L with its options, a service's -L, --json)
+// show what the scheduler sees, as ipvsadm shows the kernel's table when
+// keepalived runs the checks: a server that is down has weight 0, or is
+// not listed when its service removes failed servers. -S saves the
+// configuration: every server with its configured weight, and after the
+// -A line of a service with --on-failure remove, and after the -a line of
+// each checked server, a line of gvs's own that ipvsadm takes for a
+// comment:
+//
+//	-A -t 192.168.150.100:80 -s rr
+//	# gvs-check -t 192.168.150.100:80 --on-failure remove
+//	-a -t 192.168.150.100:80 -r 192.168.150.12:80 -g -w 1
+//	# gvs-check -t 192.168.150.100:80 -r 192.168.150.12:80 --check http --check-interval 5s --check-timeout 2s --check-rise 2 --check-fall 3 --check-url / --check-status 200
+//
+// -R (and gvs --rules) reads a "# gvs-check" line into the last -A or -E
+// line (for --on-failure) or -a or -e line (for --check) before it of the
+// same service or real server; a gvs-check line that matches none, sets
+// something twice or does not parse fails the whole restore, naming its
+// line. Other comments are skipped as before.
 //
 // # JSON listing
 //
@@ -111,7 +155,8 @@
 //	services[].dests[].address       string   the real server's address
 //	services[].dests[].port          integer  its port
 //	services[].dests[].forward       string   "Route" (-g), "Masq" (-m), "Tunnel" (-i) or "FullNat" (--fullnat)
-//	services[].dests[].weight        integer  -w
+//	services[].dests[].weight        integer  -w, or 0 while a health check has the server down
+//	                                          (a server its check took out is not listed)
 //	services[].dests[].active_conns  integer  ActiveConn
 //	services[].dests[].inactive_conns integer InActConn
 //	services[].dests[].persist_conns integer  PersistConn (persistence templates)

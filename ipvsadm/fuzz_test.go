@@ -21,6 +21,8 @@ func FuzzParse(f *testing.F) {
 		"--start-daemon\nmaster\n--mcast-group\nff02::1", "-L=", "-t=", "--", "-E\n-f\n7\n-6",
 		"-A\n-t\nvip.lab.example:http\n-p\n-M\n255.255.0.0",
 		"-L\n--json", "-Lc\n--json\n-n", "-A\n--json",
+		"-a\n-t\n1.2.3.4:80\n-r\n5.6.7.8\n--check\nhttp\n--check-url\n/x\n--check-fall=2\n--check-cmd\n'/bin/x y'",
+		"-E\n-t\n1.2.3.4:80\n--on-failure\nremove", "-L\n--checks\n-n", "-G",
 	} {
 		f.Add(s)
 	}
@@ -41,15 +43,20 @@ func FuzzParse(f *testing.F) {
 			}
 			return
 		}
-		if c.Kind < KindAdd || c.Kind > KindGetLaddr {
+		if c.Kind < KindAdd || c.Kind > KindTrace {
 			t.Fatalf("kind %d", c.Kind)
+		}
+		if (c.Options&optCheckAll != 0 || c.Check != nil) && c.Kind != KindAddDest && c.Kind != KindEditDest ||
+			c.Service.OnFailure != "" && c.Kind != KindAdd && c.Kind != KindEdit ||
+			c.Format&FmtChecks != 0 && c.Kind != KindList {
+			t.Fatalf("check options accepted with %s", c.Kind)
 		}
 		if (c.Options&OptJSON != 0 || c.Format&FmtJSON != 0) && c.Kind != KindList {
 			t.Fatalf("--json accepted with %s", c.Kind)
 		}
 		req, err := c.Request()
 		switch c.Kind {
-		case KindList, KindSave, KindRestore, KindHelp, KindVersion, KindGetLaddr:
+		case KindList, KindSave, KindRestore, KindHelp, KindVersion, KindGetLaddr, KindTrace:
 			if err == nil {
 				t.Fatalf("%s: request %+v", c.Kind, req)
 			}
@@ -75,6 +82,8 @@ func FuzzRestore(f *testing.F) {
 	f.Add("-A -t 1.2.3.4:80 -s sh -b flag-3\n-a -t 1.2.3.4:80 -r 1.2.3.5 -m -x 5")
 	f.Add("ipvsadm -C\n# x\n\n-E -t 1.2.3.4:80 -p 5 -M 255.255.255.128\n")
 	f.Add("-A -t 1.2.3.4:80\n-a -t 1.2.3.4:80 -r 1.2.3.5 --fullnat\n-d -t 1.2.3.4:80 -r 1.2.3.5\n-D -t 1.2.3.4:80")
+	f.Add("-A -t 1.2.3.4:80 -s rr\n# gvs-check -t 1.2.3.4:80 --on-failure remove\n-a -t 1.2.3.4:80 -r 1.2.3.5 -g\n" +
+		"# gvs-check -t 1.2.3.4:80 -r 1.2.3.5:80 --check cmd --check-cmd \"'/bin/a b' \\\"c\\\"\" --check-interval 1.5s\n")
 	names := labNames()
 	f.Fuzz(func(t *testing.T, in string) {
 		batch, lines, err := ParseRestore(in, names)

@@ -309,6 +309,9 @@ func printServiceEntry(w *writer, se *control.Service, f Format, names Names) {
 		}
 	}
 	w.str("\n")
+	if f&FmtRule != 0 {
+		writeServiceCheckRule(w, se, svcName)
+	}
 
 	dests := se.Dests
 	if f&FmtNoSort == 0 {
@@ -343,6 +346,7 @@ func printServiceEntry(w *writer, se *control.Service, f Format, names Names) {
 				// "-a %s -r %s %s -w %d\n"
 				w.printf("-a %s -r %s %s -w %d\n", svcName, dname, fwdSwitch(e.Forward), e.Weight)
 			}
+			writeCheckRule(w, svcName, dname, e)
 		case f&FmtStats != 0:
 			// printf("  -> %-28s", dname) and print_largenum for each counter
 			w.str("  -> " + padRight(dname, 28))

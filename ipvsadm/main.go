@@ -64,6 +64,8 @@ func (r *runner) run(args []string) int {
 		return r.restore()
 	case KindGetLaddr:
 		return r.getLaddr(c)
+	case KindTrace:
+		return r.trace(c)
 	}
 	req, err := c.Request()
 	if err != nil {
@@ -131,6 +133,24 @@ func (r *runner) listErr(fn libFunc, e *control.Error) int {
 	return ExitList
 }
 
+// trace runs --trace on|off [service]: gvs's own command, whose errors
+// (no libipvs text exists for them) print the daemon's message.
+func (r *runner) trace(c *Command) int {
+	req := &control.Request{Version: control.Version, Op: control.OpTrace, Trace: c.Trace}
+	if c.HasService() {
+		req.Service = &control.Service{Protocol: c.Service.Protocol, Addr: c.Service.Addr, Port: c.Service.Port}
+	}
+	rep, code := r.do(req)
+	if code != ExitOK {
+		return code
+	}
+	if rep.Error != nil {
+		r.errorf("%s\n", rep.Error.Message)
+		return ExitCommand
+	}
+	return ExitOK
+}
+
 // getLaddr runs -G: the FULLNAT local addresses of every service that
 // has some, or of the one named.
 func (r *runner) getLaddr(c *Command) int {
@@ -153,6 +173,9 @@ func (r *runner) getLaddr(c *Command) int {
 
 // list runs -L with its options.
 func (r *runner) list(c *Command) int {
+	if c.Format&FmtChecks != 0 {
+		return r.listChecks(c)
+	}
 	if c.Format&FmtJSON != 0 {
 		return r.listJSON(c)
 	}
@@ -179,7 +202,7 @@ func (r *runner) list(c *Command) int {
 		if len(rep.Services) == 0 {
 			return r.listErr(fnGetService, &control.Error{Code: control.CodeNoService})
 		}
-		WriteService(r.stdout, &rep.Services[0], c.Format, r.names)
+		WriteService(r.stdout, &effective(rep.Services)[0], c.Format, r.names)
 		return ExitOK
 	case c.Options&OptTimeout != 0:
 		rep, code := r.do(&control.Request{Version: control.Version, Op: control.OpTimeouts})
@@ -227,7 +250,11 @@ func (r *runner) listAll(f Format) int {
 		}
 		return r.listErr(fnGetServices, rep.Error)
 	}
-	WriteList(r.stdout, info, rep.Services, f, r.names)
+	services := rep.Services
+	if f&FmtRule == 0 {
+		services = effective(services)
+	}
+	WriteList(r.stdout, info, services, f, r.names)
 	return ExitOK
 }
 
@@ -257,7 +284,7 @@ func (r *runner) listJSON(c *Command) int {
 	if rep.Error != nil {
 		return r.listErr(fn, rep.Error)
 	}
-	services := rep.Services
+	services := effective(rep.Services)
 	if c.HasService() && len(services) == 0 {
 		return r.listErr(fnGetService, &control.Error{Code: control.CodeNoService})
 	}
@@ -339,6 +366,21 @@ func parseRestore(input string, names Names, prog string) ([]restoreLine, error)
 	var out []restoreLine
 	for i, line := range strings.Split(input, "\n") {
 		n := i + 1
+		if rest, ok := gvsCheckLine(line); ok {
+			// gvs's own line: it completes the line before it.
+			c, err := parseGvsCheck(rest, names, prog)
+			if err == nil {
+				err = mergeGvsCheck(out, c)
+			}
+			if err != nil {
+				var e *Error
+				if !errors.As(err, &e) {
+					e = fail("%v", err)
+				}
+				return nil, &Error{Status: e.Status, Msg: fmt.Sprintf("line %d: %s", n, e.Msg), unsupported: e.unsupported}
+			}
+			continue
+		}
 		args := restoreFields(line)
 		if len(args) == 0 {
 			continue

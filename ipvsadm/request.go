@@ -49,6 +49,7 @@ func (c *Command) Request() (*control.Request, error) {
 			Weight:     c.Dest.Weight,
 			UThreshold: c.Dest.UThreshold,
 			LThreshold: c.Dest.LThreshold,
+			Check:      c.Check,
 		}
 	case KindDelDest:
 		r.Op, r.Service = control.OpDelDest, key

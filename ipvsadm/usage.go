@@ -27,8 +27,8 @@ func WriteVersion(w io.Writer) error {
 // usageText is ipvsadm 1.31's usage_exit text; %s is the program name.
 // SCHEDULERS and PE_LIST are expanded as ipvsadm 1.31's Makefile does.
 // gvsadm adds lines for its --fullnat forwarding method, the FULLNAT
-// local-address commands (-P, -Q, -G, after DPVS's ipvsadm) and its
-// --json listing.
+// local-address commands (-P, -Q, -G, after DPVS's ipvsadm), its
+// --json listing, its --trace command and its health checks.
 const usageText = `Usage:
   %s -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
   %s -D virtual-service
@@ -44,6 +44,7 @@ const usageText = `Usage:
   %s --stop-daemon {master|backup}
   %s -P|Q virtual-service -z local-address
   %s -G [virtual-service]
+  %s --trace on|off [virtual-service]
   %s -h
 
 Commands:
@@ -65,6 +66,7 @@ Either long or short options are allowed.
   --add-laddr       -P        add a FULLNAT local address (gvs only)
   --del-laddr       -Q        delete a FULLNAT local address (gvs only)
   --get-laddr       -G        list the FULLNAT local addresses (gvs only)
+  --trace on|off              trace frames of a service or all services (gvs only)
   --help            -h        display this help message
 
 virtual-service:
@@ -94,6 +96,18 @@ Options:
   --tun-csum                          tunnel encapsulation with checksum
   --tun-remcsum                       tunnel encapsulation with remote checksum
   --weight       -w weight            capacity of real server
+  --check        type                 health check: tcp|http|udp|cmd, or none (gvs only)
+  --check-port   port                 port probed, the real server's by default
+  --check-interval time               time from one probe to the next, 5s by default
+  --check-timeout time                time a probe may take, 2s by default
+  --check-rise   count                successes that bring a server up, 2 by default
+  --check-fall   count                failures that take a server down, 3 by default
+  --check-url    url                  http: path or http:// URL to get, / by default
+  --check-status code                 http: status of a healthy answer, 200 by default
+  --check-digest hex                  http: MD5 or SHA-256 of a healthy answer's body
+  --check-payload text                udp: datagram sent (a reply is required)
+  --check-cmd    "program args"       cmd: program that exits 0 when healthy
+  --on-failure   quiesce|remove       what a failed check does to a real server
   --u-threshold  -x uthreshold        upper threshold of connections
   --l-threshold  -y lthreshold        lower threshold of connections
   --connection   -c                   output of current IPVS connections
@@ -106,6 +120,7 @@ Options:
   --persistent-conn                   output of persistent connection info
   --tun-info                          output of tunnel information
   --json                              JSON output of the list (gvs only)
+  --checks                            health checks and their state (gvs only)
   --nosort                            disable sorting output of service/server entries
   --sort                              does nothing, for backwards compatibility
   --ops          -o                   one-packet scheduling

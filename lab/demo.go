@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,7 +29,22 @@ type DemoConfig struct {
 	Gvs, Gvsadm string
 	// Prefix names the namespaces (default gvsdemo<pid>).
 	Prefix string
+	// Trace runs gvs with --trace and shows what it did to the first
+	// connection's frames (trace.go).
+	Trace bool
+	// Pcap, if set, runs gvs with --pcap Pcap; the file is complete when
+	// Demo returns.
+	Pcap string
+	// Extra, if set, runs on the lab after the walk-through's checks and
+	// before the tear-down (docs/ adds the steps its guides quote).
+	Extra func(ctx context.Context, l *Lab) error
 }
+
+// DemoClientPort is the client's local port for the demo's first
+// connection; each later connection uses the next port. Fixed ports make
+// every run show the same connections in its listings, traces and
+// captures (docs/ quotes them).
+const DemoClientPort = 40001
 
 // demoTitles introduce each mode's demo.
 var demoTitles = map[Mode]string{
@@ -100,7 +116,14 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	if err := l.StartServers(); err != nil {
 		return err
 	}
-	if err := l.StartGvs(ctx); err != nil {
+	var gvsArgs []string
+	if cfg.Trace {
+		gvsArgs = traceArgs
+	}
+	if cfg.Pcap != "" {
+		gvsArgs = append(slices.Clone(gvsArgs), "--pcap", cfg.Pcap)
+	}
+	if err := l.StartGvs(ctx, gvsArgs...); err != nil {
 		return err
 	}
 
@@ -117,10 +140,21 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 		}
 	}
 
+	// The first request must not race gvs's ARP requests for the next
+	// hops, or its SYN would be dropped and the trace would show the
+	// client's retransmission.
+	if err := l.WaitResolved(ctx); err != nil {
+		return err
+	}
 	l.step(fmt.Sprintf("client: %d requests to the VIP; rr alternates between the real servers", Requests))
 	answers, err := l.demoRequests(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.Trace {
+		if err := l.showTrace(ctx); err != nil {
+			return err
+		}
 	}
 
 	l.step("client: keep two connections open, to see who holds sockets (the notes' netstat -natp)")
@@ -130,8 +164,8 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 			c.Close()
 		}
 	}()
-	for range 2 {
-		c, err := l.Dial(ctx, netip.AddrPortFrom(VIP, 80))
+	for i := range 2 {
+		c, err := l.DialFrom(ctx, DemoClientPort+Requests+uint16(i), netip.AddrPortFrom(VIP, 80))
 		if err != nil {
 			return fmt.Errorf("client: connecting to the VIP: %w", err)
 		}
@@ -182,6 +216,16 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	}
 	l.step("Result")
 	l.printf("OK: %d requests answered, alternating: %s\n", len(answers), strings.Join(answers, ", "))
+	l.printf("=> What gvs did to the frames, field by field, and why: docs/modes/%s.md", cfg.Mode)
+	if cfg.Mode == DR {
+		l.printf("; the notes' commands beside gvs's: docs/seed-walkthrough.md")
+	}
+	l.printf("\n")
+	if cfg.Extra != nil {
+		if err := cfg.Extra(ctx, l); err != nil {
+			return err
+		}
+	}
 
 	if cfg.Keep {
 		l.printf("\nThe lab stays up until Ctrl-C. Try for example:\n")
@@ -197,14 +241,16 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 func (l *Lab) demoRequests(ctx context.Context) ([]string, error) {
 	var answers []string
 	_, curlErr := exec.LookPath("curl")
-	for range Requests {
+	for i := range Requests {
 		var ans string
 		var err error
+		port := DemoClientPort + uint16(i)
 		if curlErr == nil {
-			ans, err = l.Output(ctx, l.Client.NS, nil, "curl", "-s", "--max-time", "5", "http://"+VIP.String()+"/")
+			ans, err = l.Output(ctx, l.Client.NS, nil, "curl", "-s", "--max-time", "5", "--local-port", strconv.Itoa(int(port)),
+				"http://"+VIP.String()+"/")
 		} else {
-			l.printf("%sGET http://%s/\n", l.prompt(l.Client.NS), VIP)
-			ans, err = l.Get(ctx)
+			l.printf("%sGET http://%s/ (from port %d)\n", l.prompt(l.Client.NS), VIP, port)
+			ans, err = l.GetFrom(ctx, port)
 			if err == nil {
 				l.printf("%s", indent(ans))
 			}

@@ -197,6 +197,10 @@ func TestModes(t *testing.T) {
 		{"NAT/2 workers", Config{Mode: NAT, Workers: 2}},
 		{"TUN/2 workers", Config{Mode: TUN, Workers: 2}},
 		{"FULLNAT/2 workers", Config{Mode: FullNAT, Workers: 2}},
+		// TPACKET_V3 receive rings (blocks of frames).
+		{"DR/rx-ring v3", Config{Mode: DR, GvsArgs: []string{"--rx-ring", "v3"}}},
+		{"NAT/rx-ring v3, 2 workers", Config{Mode: NAT, Workers: 2, GvsArgs: []string{"--rx-ring", "v3"}}},
+		{"TUN/rx-ring v3", Config{Mode: TUN, GvsArgs: []string{"--rx-ring", "v3"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, tc.cfg)

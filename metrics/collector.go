@@ -48,7 +48,13 @@ var (
 	realActive     = newDesc("gvs_real_active_connections", "Active connections of the real server (ActiveConn).", realLabels...)
 	realInactive   = newDesc("gvs_real_inactive_connections", "Inactive connections of the real server (InActConn).", realLabels...)
 	realPersistent = newDesc("gvs_real_persistent_connections", "Persistence templates bound to the real server (PersistConn).", realLabels...)
-	realWeight     = newDesc("gvs_real_weight", "Weight of the real server.", realLabels...)
+	realWeight     = newDesc("gvs_real_weight", "Weight of the real server as the scheduler sees it (0 while a health check has it down).", realLabels...)
+	realConfWeight = newDesc("gvs_real_configured_weight", "Weight of the real server as configured with gvsadm.", realLabels...)
+	realUp         = newDesc("gvs_real_up", "1 if the real server's health check has it up, 0 if down (only servers with a check).", realLabels...)
+
+	healthProbes   = newDesc("gvs_health_probes_total", "Health-check probes run.")
+	healthFailures = newDesc("gvs_health_probe_failures_total", "Health-check probes that failed.")
+	healthChanges  = newDesc("gvs_health_transitions_total", "Real servers a health check took down or brought back up.", "to")
 
 	ctEntries  = newDesc("gvs_conntrack_entries", "Entries in the connection table, persistence templates included.")
 	ctHalfOpen = newDesc("gvs_conntrack_half_open_entries", "Connections in SYN_RECV or SYNACK.")
@@ -135,8 +141,21 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(realInactive, r.Inactive, proto, vip, port, real)
 			gauge(realPersistent, r.Persistent, proto, vip, port, real)
 			gauge(realWeight, r.Weight, proto, vip, port, real)
+			gauge(realConfWeight, r.ConfigWeight, proto, vip, port, real)
+			if r.Checked {
+				up := 0
+				if r.Up {
+					up = 1
+				}
+				gauge(realUp, up, proto, vip, port, real)
+			}
 		}
 	}
+
+	counter(healthProbes, s.Health.Probes)
+	counter(healthFailures, s.Health.Failures)
+	counter(healthChanges, s.Health.Downs, "down")
+	counter(healthChanges, s.Health.Ups, "up")
 
 	ct := &s.Conntrack
 	gauge(ctEntries, ct.Entries)

@@ -23,9 +23,9 @@ func fakeSnapshot() *Snapshot {
 			Protocol: "tcp", Addr: netip.MustParseAddr("192.168.150.100"), Port: 80,
 			Traffic: Traffic{Conns: 6, InPackets: 36, InBytes: 2268},
 			Reals: []Real{
-				{Addr: netip.MustParseAddr("192.168.150.13"), Port: 80, Weight: 1, Active: 1, Inactive: 2,
+				{Addr: netip.MustParseAddr("192.168.150.13"), Port: 80, Weight: 0, ConfigWeight: 1, Checked: true, Active: 1, Inactive: 2,
 					Traffic: Traffic{Conns: 3, InPackets: 18, InBytes: 1134}},
-				{Addr: netip.MustParseAddr("192.168.150.12"), Port: 80, Weight: 2, Persistent: 1,
+				{Addr: netip.MustParseAddr("192.168.150.12"), Port: 80, Weight: 2, ConfigWeight: 2, Checked: true, Up: true, Persistent: 1,
 					Traffic: Traffic{Conns: 3, InPackets: 18, InBytes: 1134, OutPackets: 5, OutBytes: 7000}},
 			},
 		}},
@@ -38,6 +38,7 @@ func fakeSnapshot() *Snapshot {
 			Passed:     []Count{{"not_ipv4", 6}},
 			ICMPSent:   1, ICMPRelayed: 2, Fragmented: 3, Segmented: 4,
 		}},
+		Health: Health{Probes: 40, Failures: 3, Downs: 1, Ups: 0},
 		ARP: ARP{Incomplete: 1, Reachable: 2, RequestsSent: 5, AnswersSent: 3, GratuitousSent: 4, Learned: 2,
 			Failures: 1, Unresolved: 1, Received: 8, Ignored: 2, Malformed: 1, Conflicts: 1, SendErrors: 1, ReadErrors: 1},
 	}
@@ -83,10 +84,22 @@ gvs_real_inactive_connections{port="80",protocol="tcp",real="192.168.150.13:80",
 # TYPE gvs_real_persistent_connections gauge
 gvs_real_persistent_connections{port="80",protocol="tcp",real="192.168.150.12:80",vip="192.168.150.100"} 1
 gvs_real_persistent_connections{port="80",protocol="tcp",real="192.168.150.13:80",vip="192.168.150.100"} 0
-# HELP gvs_real_weight Weight of the real server.
+# HELP gvs_real_weight Weight of the real server as the scheduler sees it (0 while a health check has it down).
 # TYPE gvs_real_weight gauge
 gvs_real_weight{port="80",protocol="tcp",real="192.168.150.12:80",vip="192.168.150.100"} 2
-gvs_real_weight{port="80",protocol="tcp",real="192.168.150.13:80",vip="192.168.150.100"} 1
+gvs_real_weight{port="80",protocol="tcp",real="192.168.150.13:80",vip="192.168.150.100"} 0
+# HELP gvs_real_configured_weight Weight of the real server as configured with gvsadm.
+# TYPE gvs_real_configured_weight gauge
+gvs_real_configured_weight{port="80",protocol="tcp",real="192.168.150.12:80",vip="192.168.150.100"} 2
+gvs_real_configured_weight{port="80",protocol="tcp",real="192.168.150.13:80",vip="192.168.150.100"} 1
+# HELP gvs_real_up 1 if the real server's health check has it up, 0 if down (only servers with a check).
+# TYPE gvs_real_up gauge
+gvs_real_up{port="80",protocol="tcp",real="192.168.150.12:80",vip="192.168.150.100"} 1
+gvs_real_up{port="80",protocol="tcp",real="192.168.150.13:80",vip="192.168.150.100"} 0
+# HELP gvs_health_transitions_total Real servers a health check took down or brought back up.
+# TYPE gvs_health_transitions_total counter
+gvs_health_transitions_total{to="down"} 1
+gvs_health_transitions_total{to="up"} 0
 # HELP gvs_conntrack_entries Entries in the connection table, persistence templates included.
 # TYPE gvs_conntrack_entries gauge
 gvs_conntrack_entries 7
@@ -151,7 +164,7 @@ gvs_arp_unresolved_frames_total 1
 	names := []string{"gvs_build_info",
 		"gvs_service_connections_total", "gvs_service_in_packets_total", "gvs_service_in_bytes_total", "gvs_service_out_packets_total",
 		"gvs_real_connections_total", "gvs_real_out_bytes_total", "gvs_real_active_connections", "gvs_real_inactive_connections",
-		"gvs_real_persistent_connections", "gvs_real_weight",
+		"gvs_real_persistent_connections", "gvs_real_weight", "gvs_real_configured_weight", "gvs_real_up", "gvs_health_transitions_total",
 		"gvs_conntrack_entries", "gvs_conntrack_half_open_entries", "gvs_conntrack_max_entries",
 		"gvs_conntrack_evicted_total", "gvs_conntrack_refused_total",
 		"gvs_worker_frames_total", "gvs_worker_ring_drops_total", "gvs_worker_batch_frames", "gvs_forwarded_frames_total",
@@ -168,7 +181,7 @@ gvs_arp_unresolved_frames_total 1
 // only the unlabelled families and the workers'.
 func TestEveryMetricCollected(t *testing.T) {
 	c := NewCollector(SourceFunc(fakeSnapshot))
-	if n, want := testutil.CollectAndCount(c), 1+5+2*(5+4)+7+(1+1+1+1+2+1+4)+3+12; n != want {
+	if n, want := testutil.CollectAndCount(c), 1+5+2*(5+4+2)+7+(1+1+1+1+2+1+4)+3+12+4; n != want {
 		t.Errorf("%d metrics collected, want %d", n, want)
 	}
 	fams := gather(t, Handler(SourceFunc(fakeSnapshot)))
@@ -179,6 +192,7 @@ func TestEveryMetricCollected(t *testing.T) {
 		"gvs_arp_gratuitous_sent_total": 4, "gvs_arp_learned_total": 2, "gvs_arp_failures_total": 1,
 		"gvs_arp_received_frames_total": 8, "gvs_arp_ignored_frames_total": 2, "gvs_arp_malformed_frames_total": 1,
 		"gvs_arp_conflicts_total": 1, "gvs_arp_send_errors_total": 1, "gvs_arp_read_errors_total": 1,
+		"gvs_health_probes_total": 40, "gvs_health_probe_failures_total": 3,
 	} {
 		f, ok := fams[name]
 		if !ok {
@@ -194,7 +208,7 @@ func TestEveryMetricCollected(t *testing.T) {
 		}
 	}
 	empty := NewCollector(SourceFunc(func() *Snapshot { return &Snapshot{} }))
-	if n, want := testutil.CollectAndCount(empty), 1+7+3+12; n != want {
+	if n, want := testutil.CollectAndCount(empty), 1+7+3+12+4; n != want {
 		t.Errorf("empty snapshot: %d metrics, want %d", n, want)
 	}
 }

@@ -25,6 +25,13 @@ type Snapshot struct {
 	Conntrack Conntrack
 	Workers   []Worker
 	ARP       ARP
+	Health    Health
+}
+
+// Health are the health checks' counters (gvsadm --check).
+type Health struct {
+	Probes, Failures uint64 // probes run, and those that failed
+	Downs, Ups       uint64 // transitions of real servers
 }
 
 // Traffic are a service's or real server's counters, the five columns of
@@ -54,6 +61,11 @@ type Real struct {
 	// Active, Inactive and Persistent are ipvsadm's ActiveConn,
 	// InActConn and PersistConn.
 	Active, Inactive, Persistent int
+	// ConfigWeight is the weight gvsadm gave; Weight is the scheduler's,
+	// 0 while a health check has the server down.
+	ConfigWeight int
+	// Checked: the server has a health check, which has it Up or down.
+	Checked, Up bool
 	Traffic
 }
 

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/gvs-project/gvs/conntrack"
+	"github.com/gvs-project/gvs/health"
 	"github.com/gvs-project/gvs/sched"
 )
 
@@ -125,7 +126,14 @@ type Real struct {
 	link atomic.Pointer[Link]
 
 	service *Service
-	removed atomic.Bool
+	// flags are flagRemoved, flagFailed and flagOut (health.go),
+	// changed under the service's mu and read by the data path.
+	flags atomic.Uint32
+	// cfgWeight is the weight -a/-e set; the scheduler's weight (Dest)
+	// is 0 while a health check has the server quiesced.
+	cfgWeight atomic.Int32
+	// check is the server's health check, nil if none.
+	check atomic.Pointer[health.Spec]
 }
 
 // NewReal returns a real server (for tests and the service table).
@@ -151,8 +159,10 @@ func (r *Real) SetLink(l *Link) { r.link.Store(l) }
 func (r *Real) Service() *Service { return r.service }
 
 // Removed reports whether the real server was removed from its service
-// (its flows may still run until they expire).
-func (r *Real) Removed() bool { return r.removed.Load() }
+// (its flows may still run until they expire), or is out of it while its
+// health check has it down and the service removes failed servers.
+// Persistence templates to a removed server are not followed.
+func (r *Real) Removed() bool { return r.flags.Load()&(flagRemoved|flagOut) != 0 }
 
 // AddrPort returns the real server's address and port.
 func (r *Real) AddrPort() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
@@ -179,6 +189,10 @@ type Settings struct {
 	Timeout    uint32 // persistence timeout in seconds
 	Netmask    uint8  // persistence granularity as a prefix length
 	OnePacket  bool
+	// OnFailure is what a failed health check does to a real server
+	// (gvsadm --on-failure). In EditService, KeepOnFailure leaves it as
+	// it is; a service added with it quiesces.
+	OnFailure OnFailure
 }
 
 // Service is a virtual service. Its real servers and scheduler are guarded
@@ -197,8 +211,12 @@ type Service struct {
 	mu       sync.Mutex
 	settings Settings
 	sched    sched.Scheduler
-	reals    []*Real       // list order: most recently added first
-	dests    []*sched.Dest // the same servers, as the scheduler sees them
+	reals    []*Real // list order: most recently added first
+	// active are the servers the scheduler chooses from: reals without
+	// those a health check took out (FailRemove). A server back from
+	// being out goes first, as IPVS lists a server added again.
+	active []*Real
+	dests  []*sched.Dest // the active servers, as the scheduler sees them
 }
 
 // Pick asks the scheduler for a real server for a new connection. It
@@ -207,8 +225,8 @@ func (s *Service) Pick(k *conntrack.Key) *Real {
 	s.mu.Lock()
 	i := s.sched.Pick(s.dests, k)
 	var r *Real
-	if i >= 0 && i < len(s.reals) {
-		r = s.reals[i]
+	if i >= 0 && i < len(s.active) {
+		r = s.active[i]
 	}
 	s.mu.Unlock()
 	return r

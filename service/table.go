@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/gvs-project/gvs/health"
 	"github.com/gvs-project/gvs/sched"
 )
 
@@ -70,10 +71,14 @@ type RealSpec struct {
 	Weight     int32
 	UThreshold uint32
 	LThreshold uint32
+	// Check is the server's health check (nil: none). Apply normalizes
+	// it; it must not be changed afterwards.
+	Check *health.Spec
 	// Keep lists what an EditReal leaves unchanged. ipvsadm -e replaces
 	// everything (its defaults fill what the command line omits), so
-	// gvsadm sends an empty Keep.
-	KeepForward, KeepWeight, KeepThresholds bool
+	// gvsadm sends an empty Keep, except for the check: an -e without
+	// --check options keeps it.
+	KeepForward, KeepWeight, KeepThresholds, KeepCheck bool
 }
 
 func (r *RealSpec) key() netip.AddrPort { return netip.AddrPortFrom(r.Addr, r.Port) }
@@ -415,6 +420,11 @@ func checkSettings(k Key, s *Settings) error {
 			return fmt.Errorf("persistence netmask /%d: %w", s.Netmask, ErrInvalid)
 		}
 	}
+	switch s.OnFailure {
+	case KeepOnFailure, FailQuiesce, FailRemove:
+	default:
+		return fmt.Errorf("on-failure %d: %w", s.OnFailure, ErrInvalid)
+	}
 	switch {
 	case k.Port == 0 && !s.Persistent:
 		return fmt.Errorf("zero port specified for non-persistent service %v: %w", k, ErrInvalid)
@@ -462,6 +472,15 @@ func checkReal(svc Key, kind OpKind, r *RealSpec) error {
 	if (r.Forward == Route || r.Forward == Tunnel) && r.Port != svc.Port {
 		return fmt.Errorf("%v keeps the service port: real server port %d differs from %d: %w", r.Forward, r.Port, svc.Port, ErrInvalid)
 	}
+	if c := r.Check; c != nil && !r.KeepCheck {
+		if err := c.Normalize(); err != nil {
+			return fmt.Errorf("real server %v: %v: %w", r.key(), err, ErrInvalid)
+		}
+		if c.Port == 0 && r.Port == 0 && c.Kind != health.Cmd {
+			return fmt.Errorf("real server %v has no port of its own (a port-0 service): its %v check needs --check-port: %w",
+				r.Addr, c.Kind, ErrInvalid)
+		}
+	}
 	return nil
 }
 
@@ -474,6 +493,9 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 		switch op.Kind {
 		case AddService:
 			s := &Service{Key: op.Service, settings: op.Settings}
+			if s.settings.OnFailure == KeepOnFailure {
+				s.settings.OnFailure = FailQuiesce
+			}
 			s.sched, _ = sched.New(op.Settings.Scheduler, op.Settings.SchedFlags)
 			s.setPersistence(&op.Settings)
 			t.services[op.Service] = s
@@ -483,7 +505,11 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			s.mu.Lock()
 			old := s.settings
 			s.settings = op.Settings
+			s.settings.OnFailure = old.OnFailure
 			s.setPersistence(&op.Settings)
+			if op.Settings.OnFailure != KeepOnFailure {
+				s.setOnFailure(op.Settings.OnFailure)
+			}
 			if old.Scheduler != op.Settings.Scheduler || !equalStrings(old.SchedFlags, op.Settings.SchedFlags) {
 				// ip_vs_edit_service binds the new scheduler, whose
 				// init_service sees the current list.
@@ -505,11 +531,12 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			// mh hashes each server's address and port.
 			r.SetAddr(netip.AddrPortFrom(r.Addr, r.Port))
 			r.SetWeight(op.Real.Weight)
+			r.cfgWeight.Store(op.Real.Weight)
 			r.SetThresholds(op.Real.UThreshold, op.Real.LThreshold)
+			r.check.Store(op.Real.Check)
 			s.mu.Lock()
 			s.reals = append([]*Real{r}, s.reals...)
-			s.dests = append([]*sched.Dest{&r.Dest}, s.dests...)
-			s.sched.Changed(s.dests, sched.Change{Kind: sched.Added, Index: 0})
+			s.putBack(r)
 			s.mu.Unlock()
 		case EditReal:
 			s := t.services[op.Service]
@@ -528,12 +555,24 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 				}
 			}
 			if !op.Real.KeepWeight {
-				r.SetWeight(op.Real.Weight)
+				r.cfgWeight.Store(op.Real.Weight)
+				if !r.Failed() {
+					r.SetWeight(op.Real.Weight)
+				}
 			}
 			if !op.Real.KeepThresholds {
 				r.SetThresholds(op.Real.UThreshold, op.Real.LThreshold)
 			}
-			s.sched.Changed(s.dests, sched.Change{Kind: sched.Updated, Index: i})
+			if !op.Real.KeepCheck {
+				r.check.Store(op.Real.Check)
+				if op.Real.Check == nil && r.Failed() {
+					// No check, no verdict: the server is back.
+					s.restore(r)
+				}
+			}
+			if j := s.activeIndex(r); j >= 0 {
+				s.sched.Changed(s.dests, sched.Change{Kind: sched.Updated, Index: j})
+			}
 			s.mu.Unlock()
 		case DelReal:
 			s := t.services[op.Service]
@@ -541,10 +580,13 @@ func (t *Table) commit(ops []Op, plan *Plan) {
 			i := s.index(op.Real.key())
 			r := s.reals[i]
 			s.reals = append(s.reals[:i:i], s.reals[i+1:]...)
-			s.dests = append(s.dests[:i:i], s.dests[i+1:]...)
-			s.sched.Changed(s.dests, sched.Change{Kind: sched.Removed, Index: i})
+			if j := s.activeIndex(r); j >= 0 {
+				s.active = append(s.active[:j:j], s.active[j+1:]...)
+				s.dests = append(s.dests[:j:j], s.dests[j+1:]...)
+				s.sched.Changed(s.dests, sched.Change{Kind: sched.Removed, Index: j})
+			}
+			r.flags.Or(flagRemoved)
 			s.mu.Unlock()
-			r.removed.Store(true)
 			plan.Removed = append(plan.Removed, r)
 		case AddLocalAddr:
 			s := t.services[op.Service]
@@ -581,7 +623,7 @@ func (t *Table) deleteService(k Key, plan *Plan) {
 	t.order = removeKey(t.order, k)
 	s.mu.Lock()
 	for _, r := range s.reals {
-		r.removed.Store(true)
+		r.flags.Or(flagRemoved)
 		plan.Removed = append(plan.Removed, r)
 	}
 	s.mu.Unlock()

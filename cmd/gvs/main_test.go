@@ -33,3 +33,26 @@ func TestHelpNamesMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestBadFlagsSaySo: a flag gvs does not know, or a value it cannot parse,
+// ends with status 2 and a message naming it, for every subcommand.
+func TestBadFlagsSaySo(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--bogus"}, "gvs: unknown flag: --bogus"},
+		{[]string{"-i", "eth0", "--conn-max", "lots"}, `gvs: invalid argument "lots" for "--conn-max" flag`},
+		{[]string{"-i", "eth0", "--rx-ring", "v4"}, `gvs: --rx-ring "v4": want v2 or v3`},
+		{[]string{"demo", "--bogus"}, "gvs demo: unknown flag: --bogus"},
+		{[]string{"realserver", "--undo=maybe"}, `gvs realserver: invalid argument "maybe" for "--undo" flag`},
+	} {
+		var out bytes.Buffer
+		if code := run(tc.args, &out, &out); code != 2 {
+			t.Errorf("gvs %v: exit %d, want 2\n%s", tc.args, code, out.String())
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("gvs %v: output lacks %q:\n%s", tc.args, tc.want, out.String())
+		}
+	}
+}
