@@ -257,7 +257,7 @@ func (w *Worker) tapDecide(t Tap, f *afpacket.Frame, now int64, snap *service.Sn
 		d.Found, d.Old = true, c.New
 		return true
 	}
-	if p.proto == hdr.ProtoTCP && p.tcpFlags&(hdr.TCPFlagSYN|hdr.TCPFlagRST) != hdr.TCPFlagSYN {
+	if p.proto == hdr.ProtoTCP && p.tcpFlags&(hdr.TCPFlagSYN|hdr.TCPFlagRST) != hdr.TCPFlagSYN || p.check() != Forwarded {
 		return true // no connection, and none to start: handle drops it
 	}
 	d.Scheduled = true
