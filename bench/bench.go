@@ -1,117 +1,15 @@
-// Command gvs-bench measures how many packets per second gvs forwards,
-// next to the kernel's own forwarding and nftables DNAT measured in the
-// same run on the same machine, so that gvs's cost is always read as a
-// ratio against a baseline rather than as an absolute number.
-//
-// # What it measures
-//
-// One run builds its own network in namespaces (see package
-// github.com/gvs-project/gvs/bench/topo for the picture): a generator
-// namespace cabled to a director namespace, whose second interface is on a
-// bridge with two sink namespaces. Addresses are from 198.18.0.0/15, the
-// benchmarking range; no frame leaves the machine. For each forwarding
-// path, the director is set up, and for each frame size the generator sends
-// for --duration, --repeats times:
-//
-//	kernel    the kernel's IPv4 forwarding (ip_forward=1), flows alternating between the two sinks' addresses
-//	nft-dnat  nftables DNAT of VIP:9 to the two sinks (numgen inc mod 2), if the nft command exists
-//	gvs-dr    gvs in direct-routing mode (gvsadm -A -u VIP:9 -s rr; -a -r SINK -g -w 1 for both sinks)
-//
-// For each point it reports:
-//
-//   - delivered packets per second: the sum of the sinks' rx_packets
-//     deltas (an nftables ingress rule drops the frames right after their
-//     eth0 counted them, so the sinks cost next to nothing), divided by the
-//     generator's sending time; median and min–max over the repeats;
-//   - loss: sent (the generator's eth0 tx_packets plus tx_dropped, which
-//     on veth counts frames the director's backlog refused) minus
-//     delivered, over sent;
-//   - CPU time per delivered packet: the forwarder's ("fwd": for gvs, the
-//     gvs process's utime+stime from /proc/<pid>/stat; for the kernel
-//     paths, the machine's softirq time from /proc/stat, where their
-//     forwarding runs); the whole director side's ("dir": the same for the
-//     kernel paths; for gvs, its own time plus the softirq time of the
-//     director's receive into gvs's ring, on the generator's CPU), the
-//     figure that compares like with like; and the whole machine's busy
-//     time (all CPUs, generator included);
-//   - ratios of pps and of both CPU figures against the kernel path at the
-//     same frame size;
-//   - the other load: CPU time that neither this program, nor gvs, nor the
-//     kernel's ksoftirqd threads used during the point, in percent of one
-//     CPU. Above 10% the point is flagged as unreliable.
-//
-// The table goes to standard output, progress to standard error, and with
-// --json FILE the whole run (every sample, host, pinning, configuration)
-// as JSON.
-//
-// # How
-//
-// The generator is pure Go (package bench/pktgen): UDP frames written into
-// a TPACKET_V2 transmit ring (internal/afpacket) by one thread pinned to
-// --gen-cpu (0), 64 frames per sendto, over --flows flows (1024 source
-// ports), without a rate limit: every point is a saturation test (when all
-// its ring slots are in flight it sleeps 50 µs rather than spin, so that
-// softirq work deferred to ksoftirqd on its CPU can free them). Frame
-// sizes count the 4-byte FCS, as RFC 2544 does: 64 means 60 bytes in the
-// ring, 1518 is a full 1500-byte IP packet. gvs runs under taskset on
-// --fwd-cpu (1) (or gets every thread's affinity set if taskset is
-// missing). RPS is off on every interface. Before a path's first point the
-// generator warms it up until both sinks receive (this also lets gvs
-// resolve its real servers by ARP). After each point the sinks' counters
-// are read until they stop moving, so frames still queued count.
-//
-// Offloads keep the kernel's defaults everywhere: no point needed them off
-// (the generator sends single, fully checksummed frames, which no offload
-// changes). Later bulk and TCP points must keep them on.
-//
-// # Caveats
-//
-//   - veth is not a NIC. A frame sent on veth is received by its peer in
-//     softirq on the sending CPU, at the end of the sendto. For the kernel
-//     paths, the generator, the forwarding, the bridge and the sinks'
-//     receive all run on the generator's CPU: their pps is the rate one CPU
-//     achieves doing all of it. For gvs, the generator and the director's
-//     receive (into gvs's ring) run on CPU 0 and gvs, its transmit, the
-//     bridge and the sinks on CPU 1: gvs has two CPUs where the kernel has
-//     one, so its pps may exceed the kernel's while it spends more per
-//     packet. gvs's utime+stime includes the softirq work (bridge, sinks)
-//     that runs at the end of its own sendto calls, as the kernel paths'
-//     softirq time includes the same work; it leaves out the director's
-//     receive into gvs's ring (tpacket_rcv and gvs's ingress filter), which
-//     runs in softirq on CPU 0: the "dir" figure adds it. Frames a path
-//     loses still cost the generator and the director's receive, and are
-//     charged to the packets it delivered.
-//   - On a 2-vCPU VM the hypervisor, the bench tool's own goroutines and
-//     anything else running share the two CPUs; a busy machine is warned
-//     about (load average above 0.5 per CPU before starting, other load
-//     above 10% of a CPU during a point) but not refused.
-//   - CPU times are sampled by the scheduler tick (see bench/cpustat):
-//     statistical, at 10 ms resolution per CPU, good over seconds.
-//   - Read the ratios, not the absolute numbers: they change with the
-//     machine, the kernel and the VM, the ratios much less.
-//
-// # Running
-//
-//	sudo go run ./bench                       # the full run: 5 s × 3 repeats, 64 and 1500 bytes (a few minutes)
-//	sudo go run ./bench --quick               # one 1 s repeat, 64 bytes only (under a minute; what CI runs)
-//	sudo go run ./bench --json out.json --paths kernel,gvs-dr --sizes 64,512,1518
-//	sudo go run ./bench --keep -v             # print every command and leave the namespaces for a look
-//
-// It needs root (network namespaces, AF_PACKET), the ip command, and either
-// the go command and the source tree (it builds gvs and gvsadm from the
-// module it is in) or --gvs and --gvsadm. It removes everything it created
-// when it ends, also on Ctrl-C or SIGTERM (a second Ctrl-C kills it at
-// once; then `ip netns list | grep gvsb` shows what to delete).
-package main
+package bench
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -126,10 +24,6 @@ import (
 	"github.com/gvs-project/gvs/bench/topo"
 )
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
-
 // Defaults and bounds of the flags.
 const (
 	defaultDuration = 5 * time.Second
@@ -140,6 +34,19 @@ const (
 	// not to matter next to the points.
 	defaultWarmup = time.Second
 	quickWarmup   = 300 * time.Millisecond
+	// defaultManyFlows is a million flows (2^20): 32 source addresses
+	// of 32768 ports.
+	defaultManyFlows = 1 << 20
+	// Latency: a moderate fixed rate (the issue's 50 Kpps), 2 s per run:
+	// 100 000 samples, enough for a stable p99, at a fraction of a
+	// throughput point's time.
+	defaultLatencyRate     = 50000
+	defaultLatencyDuration = 2 * time.Second
+	quickLatencyDuration   = 500 * time.Millisecond
+	// TCP: wrk's connections (the issue's reference figures used -c64),
+	// and the most a bulk run sends (1 GiB).
+	defaultTCPConns  = 64
+	defaultBulkBytes = 1 << 30
 	// Guards against typos that would run for hours.
 	maxDuration = 10 * time.Minute
 	maxRepeats  = 100
@@ -158,16 +65,33 @@ var defaultSizes = []int{64, 1500}
 type options struct {
 	duration, warmup time.Duration
 	repeats, flows   int
+	manyFlows        int
 	sizes            []int
 	quick, keep      bool
 	verbose          bool
 	jsonFile         string
+	svgFile          string
 	paths            []string
+	tcpPaths         []string
 	genCPU, fwdCPU   int
 	gvs, gvsadm      string
+	selfGvs          string // gvs's own executable, under `gvs bench`
+	noInstall        bool
+
+	latencyRate     int
+	latencyDuration time.Duration
+
+	tcpConns int
+	bulkMax  int64 // bytes
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// Main runs the tool with its command-line arguments (without the program
+// name), writing the table to stdout and progress to stderr, and returns
+// the exit status: 0, 1 when a path failed or the run could not be done, 2
+// for bad arguments, 130 when interrupted. gvs is the gvs binary to
+// benchmark when the caller is gvs itself (`gvs bench`: its own
+// executable), or "" to build one from the source tree; --gvs wins.
+func Main(args []string, stdout, stderr io.Writer, gvs string) int {
 	fs := pflag.NewFlagSet("gvs-bench", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
@@ -175,10 +99,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.repeats, "repeats", defaultRepeats, "runs of each point (median and min–max are reported)")
 	fs.IntSliceVar(&o.sizes, "sizes", defaultSizes, "frame sizes in bytes on the wire, FCS included (64..1518)")
 	fs.IntVar(&o.flows, "flows", defaultFlows, "flows (distinct UDP source ports)")
-	fs.BoolVar(&o.quick, "quick", false, "one 1 s repeat of 64-byte frames (what CI runs); explicit flags still win")
+	fs.IntVar(&o.manyFlows, "many-flows", defaultManyFlows, "flows of the extra gvs-dr and gvs-nat points at the smallest size (0: none; default 0 with --quick)")
+	fs.BoolVar(&o.quick, "quick", false, "one short repeat of every path at 64 bytes, no many-flows point (what CI runs); explicit flags still win")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&o.svgFile, "svg", "", "write a bar chart of pps per path and frame size as SVG to this file")
 	fs.BoolVar(&o.keep, "keep", false, "leave the namespaces in place at the end, for debugging")
-	fs.StringSliceVar(&o.paths, "paths", nil, "paths to measure (default all: kernel,nft-dnat,gvs-dr)")
+	fs.StringSliceVar(&o.paths, "paths", nil, "UDP paths to measure (default all: "+strings.Join(pathNames(), ",")+"; none: -)")
+	fs.StringSliceVar(&o.tcpPaths, "tcp-paths", nil, "TCP paths to measure (default all: "+strings.Join(tcpPathNames(), ",")+"; none: -)")
+	fs.IntVar(&o.latencyRate, "latency-rate", defaultLatencyRate, "frames per second of the latency points (0: no latency points)")
+	fs.DurationVar(&o.latencyDuration, "latency-duration", defaultLatencyDuration, "sending time of each latency run (default 2s, 500ms with --quick)")
+	fs.IntVar(&o.tcpConns, "tcp-conns", defaultTCPConns, "concurrent connections of the TCP request points (wrk -c)")
+	fs.Int64Var(&o.bulkMax, "bulk-bytes", defaultBulkBytes, "bytes a bulk TCP run sends at most (it also stops after --duration)")
+	fs.BoolVar(&o.noInstall, "no-install", false, "do not apt-get install missing tools (nftables, haproxy, wrk); skip their paths instead")
 	fs.DurationVar(&o.warmup, "warmup", 0, "warm-up round before a path's first point (default 1s, 300ms with --quick)")
 	fs.IntVar(&o.genCPU, "gen-cpu", 0, "CPU the generator's thread is pinned to")
 	fs.IntVar(&o.fwdCPU, "fwd-cpu", 1, "CPU gvs is pinned to")
@@ -209,7 +141,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		if !fs.Changed("sizes") {
 			o.sizes = []int{pktgen.MinSize}
 		}
+		if !fs.Changed("many-flows") {
+			o.manyFlows = 0
+		}
+		if !fs.Changed("latency-duration") {
+			o.latencyDuration = quickLatencyDuration
+		}
 	}
+	o.selfGvs = gvs
 	if o.warmup == 0 {
 		o.warmup = defaultWarmup
 		if o.quick {
@@ -229,9 +168,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		stop()
 	}()
 	rep, err := bench(ctx, o, stderr)
-	if rep != nil && len(rep.Results)+len(rep.Skipped)+len(rep.Failed) > 0 {
+	if rep != nil && len(rep.Results)+len(rep.Latency)+len(rep.TCP)+len(rep.Skipped)+len(rep.Failed) > 0 {
 		fmt.Fprintln(stdout)
 		printTable(stdout, rep)
+		if o.svgFile != "" {
+			if serr := writeSVG(o.svgFile, rep); serr != nil {
+				fmt.Fprintf(stderr, "gvs-bench: %v\n", serr)
+				return 1
+			}
+			fmt.Fprintf(stderr, "chart written to %s\n", o.svgFile)
+		}
 		if o.jsonFile != "" {
 			if jerr := writeJSON(o.jsonFile, rep); jerr != nil {
 				fmt.Fprintf(stderr, "gvs-bench: %v\n", jerr)
@@ -263,6 +209,16 @@ func (o *options) check() error {
 		return fmt.Errorf("--repeats %d not in [1, %d]", o.repeats, maxRepeats)
 	case o.flows < 1 || basePort+o.flows-1 > 0xffff:
 		return fmt.Errorf("--flows %d not in [1, %d]", o.flows, 0xffff-basePort+1)
+	case o.manyFlows < 0 || o.manyFlows > maxManyFlows:
+		return fmt.Errorf("--many-flows %d not in [0, %d]", o.manyFlows, maxManyFlows)
+	case o.latencyRate < 0 || o.latencyRate > maxLatencyRate:
+		return fmt.Errorf("--latency-rate %d not in [0, %d]", o.latencyRate, maxLatencyRate)
+	case o.latencyDuration <= 0 || o.latencyDuration > maxDuration:
+		return fmt.Errorf("--latency-duration %v not in (0, %v]", o.latencyDuration, maxDuration)
+	case o.tcpConns < 2 || o.tcpConns > maxTCPConns:
+		return fmt.Errorf("--tcp-conns %d not in [2, %d]", o.tcpConns, maxTCPConns)
+	case o.bulkMax < 1<<20:
+		return fmt.Errorf("--bulk-bytes %d below 1 MiB", o.bulkMax)
 	case (o.gvs == "") != (o.gvsadm == ""):
 		return errors.New("--gvs and --gvsadm go together")
 	case o.genCPU < 0 || o.fwdCPU < 0:
@@ -271,20 +227,55 @@ func (o *options) check() error {
 	if err := checkSizes(o.sizes, pktgen.MinSize, pktgen.MaxSize); err != nil {
 		return err
 	}
-	known := map[string]bool{}
-	for _, p := range allPaths() {
-		known[p.Name()] = true
+	if err := checkNames("--paths", o.paths, pathNames()); err != nil {
+		return err
 	}
-	for _, p := range o.paths {
-		if !known[p] {
-			var names []string
-			for _, p := range allPaths() {
-				names = append(names, p.Name())
-			}
-			return fmt.Errorf("--paths: unknown path %q (known: %s)", p, strings.Join(names, ", "))
+	return checkNames("--tcp-paths", o.tcpPaths, tcpPathNames())
+}
+
+// Bounds of the new flags: against typos, not against the machine.
+const (
+	maxManyFlows   = pktgen.MaxSrcs * 32768
+	maxLatencyRate = 1000000
+	maxTCPConns    = 10000
+)
+
+// checkNames checks the names given to a --paths flag ("-" alone: none).
+func checkNames(flag string, given, known []string) error {
+	if len(given) == 1 && given[0] == "-" {
+		return nil
+	}
+	for _, p := range given {
+		if !slices.Contains(known, p) {
+			return fmt.Errorf("%s: unknown path %q (known: %s)", flag, p, strings.Join(known, ", "))
 		}
 	}
 	return nil
+}
+
+// selected returns the names in known that the flag's value selects.
+func selected(given, known []string) []string {
+	if len(given) == 0 {
+		return known
+	}
+	if len(given) == 1 && given[0] == "-" {
+		return nil
+	}
+	var out []string
+	for _, k := range known {
+		if slices.Contains(given, k) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+func pathNames() []string {
+	var n []string
+	for _, p := range allPaths() {
+		n = append(n, p.Name())
+	}
+	return n
 }
 
 // bench does the run. The report it returns holds whatever was measured,
@@ -305,14 +296,18 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 		Host:    hostInfo(),
 		Config: RunConfig{
 			DurationS: o.duration.Seconds(), WarmupS: o.warmup.Seconds(), Repeats: o.repeats,
-			Sizes: o.sizes, Flows: o.flows, Quick: o.quick,
+			Sizes: o.sizes, Flows: o.flows, ManyFlows: o.manyFlows, Quick: o.quick,
 			GenCPU: genCPU, FwdCPU: fwdCPU,
 			GenBatch: pktgen.DefaultBatch, GenRing: pktgen.DefaultRingFrames,
-			Offloads:     "kernel defaults on every veth (unchanged)",
-			RPS:          "off (rps_cpus=0 on every interface)",
-			SizeNote:     "frame sizes count the 4-byte FCS (RFC 2544): the ring holds size-4 bytes",
-			TopologyNote: "gen eth0 -> dir eth0 | dir eth1 -> bridge -> sink1, sink2 (veth, 198.18.0.0/15)",
-			GvsPrebuilt:  o.gvs != "",
+			Offloads:         "kernel defaults on every veth (unchanged; read with SIOCETHTOOL, see offloads_by_interface)",
+			RPS:              "off (rps_cpus=0 on every interface)",
+			SizeNote:         "frame sizes count the 4-byte FCS (RFC 2544): the ring holds size-4 bytes",
+			TopologyNote:     "gen eth0 -> dir eth0 | dir eth1 -> bridge -> sink1, sink2 (veth, 198.18.0.0/15; sinks' side MTU 1600)",
+			GvsPrebuilt:      o.gvs != "" || o.selfGvs != "",
+			LatencyRate:      o.latencyRate,
+			LatencyDurationS: o.latencyDuration.Seconds(),
+			TCPConns:         o.tcpConns,
+			BulkBytes:        o.bulkMax,
 		},
 		Footnotes: []string{
 			"veth: receive work runs in softirq on the sending CPU; the kernel paths do all their work on the generator's CPU, gvs adds a second CPU",
@@ -333,9 +328,19 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 	}
 
 	var paths []path
-	for _, p := range allPaths() {
-		if len(o.paths) == 0 || slices.Contains(o.paths, p.Name()) {
-			paths = append(paths, p)
+	for _, name := range selected(o.paths, pathNames()) {
+		for _, p := range allPaths() {
+			if p.Name() == name {
+				paths = append(paths, p)
+			}
+		}
+	}
+	var tcps []tcpPath
+	for _, name := range selected(o.tcpPaths, tcpPathNames()) {
+		for _, p := range allTCPPaths() {
+			if p.Name() == name {
+				tcps = append(tcps, p)
+			}
 		}
 	}
 
@@ -344,14 +349,49 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 		return rep, err
 	}
 	defer os.RemoveAll(tmp)
-	e := &env{tmp: tmp, genCPU: genCPU, fwdCPU: fwdCPU, log: func(string, ...any) {}}
+	e := &env{tmp: tmp, genCPU: genCPU, fwdCPU: fwdCPU, log: func(string, ...any) {}, missing: map[string]string{}}
 	if o.verbose {
 		e.log = progress
 	}
+
+	// The tools of the baselines: installed with apt-get when missing
+	// (as root, which the run is), or their paths are skipped.
+	need := map[string]string{} // command -> Debian package
+	for _, p := range paths {
+		if p.Name() == (nftPath{}).Name() {
+			need["nft"] = "nftables"
+		}
+	}
+	for _, p := range tcps {
+		for _, c := range p.Needs() {
+			need[c] = debianPackage[c]
+		}
+		if slices.Contains(p.Tests(), testConn) || slices.Contains(p.Tests(), testReq) {
+			need["wrk"] = debianPackage["wrk"]
+		}
+	}
+	for _, c := range slices.Sorted(maps.Keys(need)) {
+		if why := ensureCommand(ctx, c, need[c], !o.noInstall, progress); why != "" {
+			e.missing[c] = why
+		}
+	}
+
 	if o.gvs != "" {
 		e.gvs, e.gvsadm, e.gvsPrebuilt = o.gvs, o.gvsadm, true
+	} else if o.selfGvs != "" {
+		// gvs bench: gvs is this program; gvsadm is its neighbour, or
+		// on $PATH.
+		adm := filepath.Join(filepath.Dir(o.selfGvs), "gvsadm")
+		if _, err := os.Stat(adm); err != nil {
+			adm, _ = exec.LookPath("gvsadm")
+		}
+		if adm != "" {
+			e.gvs, e.gvsadm, e.gvsPrebuilt = o.selfGvs, adm, true
+		}
 	}
-	if slices.ContainsFunc(paths, func(p path) bool { return p.Name() == (gvsDRPath{}).Name() }) && !e.gvsPrebuilt {
+	usesGvs := slices.ContainsFunc(paths, func(p path) bool { return strings.HasPrefix(p.Name(), "gvs-") }) ||
+		slices.ContainsFunc(tcps, func(p tcpPath) bool { return strings.HasPrefix(p.Name(), "gvs-") })
+	if usesGvs && !e.gvsPrebuilt {
 		wd, _ := os.Getwd()
 		if e.moduleRoot, err = moduleRoot(wd); err != nil {
 			return rep, err
@@ -362,53 +402,27 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 		}
 		rep.Config.GvsBuildS = e.gvsBuildTime.Seconds()
 	}
+	rep.Config.Gvs = e.gvs
 
 	var tlog io.Writer
 	if o.verbose {
 		tlog = stderr
 	}
-	progress("building the topology (namespaces gvsb%d-*)", os.Getpid())
-	t, err := topo.New(ctx, topo.Config{Prefix: fmt.Sprintf("gvsb%d", os.Getpid()), Log: tlog})
-	if err != nil {
-		return rep, err
-	}
-	e.topo = t
-	rep.Config.Sinks = "delivered = sum of the sinks' eth0 rx_packets deltas; the sinks drop with " + t.SinkDrop
-	if o.keep {
-		defer func() {
-			progress("--keep: the namespaces stay: %s\nremove them with: for n in %s; do ip netns del $n; done",
-				strings.Join(t.Namespaces(), " "), strings.Join(t.Namespaces(), " "))
-		}()
-	} else {
-		defer t.Close()
-	}
-	gen, err := openGenerator(t, genCPU)
-	if err != nil {
-		return rep, err
-	}
-	defer gen.Close()
-	r := &runner{e: e, gen: gen}
+	r := &runner{e: e}
 	if r.ksoftirqd, err = cpustat.PIDsByComm("ksoftirqd/"); err != nil {
 		return rep, err
 	}
-
-	for _, p := range paths {
-		if why := p.Skip(); why != "" {
-			rep.Skipped = append(rep.Skipped, Skipped{Path: p.Name(), Reason: why})
-			progress("%s: skipped: %s", p.Name(), why)
-			continue
-		}
-		rep.Paths = append(rep.Paths, PathDoc{Name: p.Name(), Description: p.Describe()})
-		results, err := r.runPath(ctx, p, o, progress)
-		rep.Results = append(rep.Results, results...)
-		if ctx.Err() != nil {
-			break
-		}
-		if err != nil {
-			rep.Failed = append(rep.Failed, Skipped{Path: p.Name(), Reason: err.Error()})
-			progress("%s: FAILED: %v", p.Name(), err)
+	if len(paths) > 0 {
+		if err := r.udpPhase(ctx, o, rep, paths, tlog, progress); err != nil {
+			return rep, err
 		}
 	}
+	if len(tcps) > 0 && ctx.Err() == nil {
+		if err := r.tcpPhase(ctx, o, rep, tcps, tlog, progress); err != nil {
+			return rep, err
+		}
+	}
+
 	noisy, total, worst := 0, 0, 0.0
 	for _, res := range rep.Results {
 		for _, sm := range res.Samples {
@@ -424,16 +438,72 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 			noisyOther, noisy, total, worst)
 	}
 	ratios(rep.Results)
+	latencyRatios(rep.Latency)
+	tcpRatios(rep.TCP)
 	rep.ElapsedS = time.Since(start).Seconds()
 	return rep, ctx.Err()
 }
 
-// runPath starts a path, warms it up and measures its points.
-func (r *runner) runPath(ctx context.Context, p path, o options, progress func(string, ...any)) (results []Result, err error) {
+// udpPhase builds the UDP topology and measures the paths on it.
+func (r *runner) udpPhase(ctx context.Context, o options, rep *Report, paths []path, tlog io.Writer, progress func(string, ...any)) error {
+	progress("building the topology (namespaces gvsb%d-*)", os.Getpid())
+	t, err := topo.New(ctx, topo.Config{Prefix: fmt.Sprintf("gvsb%d", os.Getpid()), Log: tlog})
+	if err != nil {
+		return err
+	}
+	r.e.topo = t
+	defer func() { r.e.topo = nil }()
+	rep.Config.Sinks = "delivered = sum of the sinks' eth0 rx_packets deltas; the sinks drop with " + t.SinkDrop
+	rep.Config.OffloadsByIface = map[string]string{}
+	for _, i := range append([]topo.Iface{t.Gen, t.DirIn, t.DirOut}, t.Sinks...) {
+		if off, err := t.Offloads(i); err == nil {
+			rep.Config.OffloadsByIface[i.String()] = off
+		}
+	}
+	if o.keep {
+		defer func() {
+			progress("--keep: the namespaces stay: %s\nremove them with: for n in %s; do ip netns del $n; done",
+				strings.Join(t.Namespaces(), " "), strings.Join(t.Namespaces(), " "))
+		}()
+	} else {
+		defer t.Close()
+	}
+	gen, err := openGenerator(t, r.e.genCPU)
+	if err != nil {
+		return err
+	}
+	defer gen.Close()
+	r.gen = gen
+
+	for _, p := range paths {
+		if why := p.Skip(r.e); why != "" {
+			rep.Skipped = append(rep.Skipped, Skipped{Path: p.Name(), Reason: why})
+			progress("%s: skipped: %s", p.Name(), why)
+			continue
+		}
+		rep.Paths = append(rep.Paths, PathDoc{Name: p.Name(), Description: p.Describe()})
+		results, lat, err := r.runPath(ctx, p, o, progress)
+		rep.Results = append(rep.Results, results...)
+		rep.Latency = append(rep.Latency, lat...)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err != nil {
+			rep.Failed = append(rep.Failed, Skipped{Path: p.Name(), Reason: err.Error()})
+			progress("%s: FAILED: %v", p.Name(), err)
+		}
+	}
+	return nil
+}
+
+// runPath starts a path, warms it up and measures its points: every size
+// with --flows flows, the smallest with --many-flows flows if the path
+// takes them, and the latency point.
+func (r *runner) runPath(ctx context.Context, p path, o options, progress func(string, ...any)) (results []Result, lats []LatencyResult, err error) {
 	progress("%s: starting", p.Name())
 	s, err := p.Start(ctx, r.e)
 	if err != nil {
-		return nil, fmt.Errorf("start: %w", err)
+		return nil, nil, fmt.Errorf("start: %w", err)
 	}
 	defer func() {
 		if serr := s.Stop(); serr != nil {
@@ -442,31 +512,54 @@ func (r *runner) runPath(ctx context.Context, p path, o options, progress func(s
 	}()
 	wf, err := r.frames(s, slices.Min(o.sizes), o.flows)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := r.warmup(ctx, s, wf, o.warmup); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	type point struct{ size, flows int }
+	var points []point
 	for _, size := range o.sizes {
-		f, err := r.frames(s, size, o.flows)
+		points = append(points, point{size, o.flows})
+	}
+	if o.manyFlows > 0 && p.ManyFlows() {
+		points = append(points, point{slices.Min(o.sizes), o.manyFlows})
+	}
+	for _, pt := range points {
+		f, err := r.frames(s, pt.size, pt.flows)
 		if err != nil {
-			return results, err
+			return results, nil, err
 		}
-		res := Result{Path: p.Name(), Size: size, CPUSource: s.CPUSource, Pinning: s.Pinning}
+		if pt.flows != o.flows {
+			// Every flow once before measuring: the connection
+			// table holds them all, as it would under steady load.
+			progress("%s: %s flows: sending each once before measuring", p.Name(), fmtCount(pt.flows))
+			if err := r.prime(ctx, f); err != nil {
+				return results, nil, err
+			}
+		}
+		res := Result{Path: p.Name(), Size: pt.size, Flows: pt.flows, CPUSource: s.CPUSource, Pinning: s.Pinning}
 		for i := range o.repeats {
 			sm, err := r.measure(ctx, s, f, o.duration)
 			if err != nil {
-				return results, err
+				return results, nil, err
 			}
 			res.Samples = append(res.Samples, sm)
-			progress("%s %dB run %d/%d: %s pps delivered of %s sent (loss %.1f%%), ns/pkt: forwarder %.0f, director %.0f, machine %.0f; CPU busy %s, other load %.0f%%",
-				p.Name(), size, i+1, o.repeats, fmtPPS(sm.PPS), fmtPPS(sm.SentPPS), sm.LossPct,
+			progress("%s %dB %s flows run %d/%d: %s pps delivered of %s sent (loss %.1f%%), ns/pkt: forwarder %.0f, director %.0f, machine %.0f; CPU busy %s, other load %.0f%%",
+				p.Name(), pt.size, fmtCount(pt.flows), i+1, o.repeats, fmtPPS(sm.PPS), fmtPPS(sm.SentPPS), sm.LossPct,
 				sm.ForwarderNsPerPkt, sm.DirectorNsPerPkt, sm.MachineNsPerPkt, fmtPcts(sm.CPUBusyPct), sm.OtherCPUPct)
 		}
 		res.summarize()
 		results = append(results, res)
 	}
-	return results, nil
+	if o.latencyRate > 0 {
+		lr, err := r.latency(ctx, p, s, o, progress)
+		if err != nil {
+			return results, nil, fmt.Errorf("latency: %w", err)
+		}
+		lats = append(lats, lr)
+	}
+	return results, lats, nil
 }
 
 func fmtPcts(v []float64) string {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -25,7 +25,7 @@ func TestQuick(t *testing.T) {
 	}
 	file := filepath.Join(t.TempDir(), "out.json")
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--quick", "--duration", "1s", "--json", file}, &stdout, &stderr)
+	code := Main([]string{"--quick", "--duration", "1s", "--json", file}, &stdout, &stderr, "")
 	t.Logf("stdout:\n%s", stdout.String())
 	t.Logf("stderr:\n%s", stderr.String())
 	if code != 0 {

@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bytes"
@@ -90,12 +90,12 @@ func TestFlags(t *testing.T) {
 		{[]string{"--no-such-flag"}, "unknown flag"},
 	} {
 		var stdout, stderr bytes.Buffer
-		if code := run(tt.args, &stdout, &stderr); code != 2 || !strings.Contains(stderr.String(), tt.want) {
+		if code := Main(tt.args, &stdout, &stderr, ""); code != 2 || !strings.Contains(stderr.String(), tt.want) {
 			t.Errorf("run(%q) = %d, stderr %q; want 2 and %q", tt.args, code, stderr.String(), tt.want)
 		}
 	}
 	var stdout, stderr bytes.Buffer
-	if code := run([]string{"--help"}, &stdout, &stderr); code != 0 || !strings.Contains(stderr.String(), "--quick") {
+	if code := Main([]string{"--help"}, &stdout, &stderr, ""); code != 0 || !strings.Contains(stderr.String(), "--quick") {
 		t.Errorf("--help: %d, %q", code, stderr.String())
 	}
 }

@@ -47,6 +47,19 @@ type Config struct {
 type Generator struct {
 	cfg Config
 	tx  *afpacket.TX
+	// The flow the next run starts with: a run goes on where the last
+	// one with the same Frames stopped, so that runs shorter than a
+	// cycle through the flows still visit them all in turn.
+	last *Frames
+	next int
+}
+
+// cursor returns the flow a run of f starts with.
+func (g *Generator) cursor(f *Frames) int {
+	if g.last != f || g.next >= f.Flows() {
+		g.last, g.next = f, 0
+	}
+	return g.next
 }
 
 // Open opens a transmit ring on the interface with index ifindex. The
@@ -93,8 +106,10 @@ type Result struct {
 // Elapsed is End - Start.
 func (r Result) Elapsed() time.Duration { return r.End.Sub(r.Start) }
 
-// Run sends frames, cycling through the flows, for d or until ctx is done,
-// on a thread pinned to Config.CPU. It returns early only if pinning fails.
+// Run sends frames, cycling through the flows (from where the last run of
+// the same f stopped), for d or until ctx is done, on a thread pinned to
+// Config.CPU. It returns early only if pinning fails. Runs must not
+// overlap.
 func (g *Generator) Run(ctx context.Context, f *Frames, d time.Duration) (Result, error) {
 	if f.Len() > g.tx.MaxFrame() {
 		return Result{}, fmt.Errorf("pktgen: %d-byte frames do not fit %d-byte slots", f.Len(), g.tx.MaxFrame())
@@ -129,7 +144,8 @@ func (g *Generator) loop(ctx context.Context, f *Frames, d time.Duration) Result
 	var r Result
 	r.Start = time.Now()
 	deadline := r.Start.Add(d)
-	flow := 0
+	flow := g.cursor(f)
+	defer func() { g.next = flow }()
 	for {
 		for range batch {
 			_, buf, ok := tx.Slot()
@@ -226,7 +242,8 @@ func (g *Generator) paced(ctx context.Context, f *Frames, d, interval time.Durat
 	r.Start = time.Now()
 	deadline := r.Start.Add(d)
 	next := r.Start
-	flow := 0
+	flow := g.cursor(f)
+	defer func() { g.next = flow }()
 	for {
 		now := time.Now()
 		if !now.Before(deadline) {

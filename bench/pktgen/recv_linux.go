@@ -28,13 +28,15 @@ const (
 )
 
 // Receiver collects the latencies of stamped frames arriving on one
-// interface: an AF_PACKET socket (ETH_P_IP) with a TPACKET_V2 receive ring,
+// interface: an AF_PACKET socket (ETH_P_ALL) with a TPACKET_V2 receive ring,
 // in whose slot header the kernel writes each frame's arrival time
 // (tpacket_rcv: ktime_get_real, CLOCK_REALTIME, since no timestamping
 // option is set). The latency of a frame is that time minus the stamp
-// the generator wrote into it right before its sendto. A packet socket's
-// tap sees a frame before the interface's ingress hooks (tc, nftables
-// netdev), so frames a sink drops at ingress are still seen.
+// the generator wrote into it right before its sendto. An ETH_P_ALL
+// socket is a tap: __netif_receive_skb_core delivers to taps before the
+// interface's ingress hooks (tc, nftables netdev), so frames a sink drops
+// at ingress are still seen (an ETH_P_IP socket would be served after
+// them, and see nothing there).
 //
 // Latencies, Drops and Close may be called from any goroutine.
 type Receiver struct {
@@ -53,7 +55,7 @@ type Receiver struct {
 // OpenReceiver opens a receiver on the interface with index ifindex. The
 // caller must be in the interface's network namespace.
 func OpenReceiver(ifindex int) (_ *Receiver, err error) {
-	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_IP)))
+	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, int(htons(unix.ETH_P_ALL)))
 	if err != nil {
 		return nil, fmt.Errorf("pktgen: receiver: %w", os.NewSyscallError("socket", err))
 	}
@@ -77,7 +79,7 @@ func OpenReceiver(ifindex int) (_ *Receiver, err error) {
 		return nil, fmt.Errorf("pktgen: receiver: %w", os.NewSyscallError("mmap", err))
 	}
 	// Bound last: frames arrive only from here on, into a ready ring.
-	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_IP), Ifindex: ifindex}); err != nil {
+	if err := unix.Bind(fd, &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}); err != nil {
 		unix.Munmap(ring)
 		return nil, fmt.Errorf("pktgen: receiver: %w", os.NewSyscallError("bind", err))
 	}
