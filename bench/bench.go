@@ -282,7 +282,9 @@ func pathNames() []string {
 // also when it returns an error.
 func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 	start := time.Now()
-	progress := func(format string, args ...any) { fmt.Fprintf(stderr, format+"\n", args...) }
+	progress := func(format string, args ...any) {
+		fmt.Fprintf(stderr, "[%5.1fs] "+format+"\n", append([]any{time.Since(start).Seconds()}, args...)...)
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("needs root: network namespaces and AF_PACKET sockets (run with sudo)")
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"slices"
@@ -238,6 +239,9 @@ func printTable(w io.Writer, rep *Report) {
 		tw.Flush()
 		fmt.Fprintln(w, "conn/s: new connections (a request each, keep-alive off); req/s: keep-alive requests; bulk: upload, client to servers; ×direct: ratio to the client going straight to the servers (routed by the director's kernel).")
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "pinning: generator CPU %d, gvs CPU %d; RPS off; offloads (kernel defaults, unchanged): %s\n",
+		rep.Config.GenCPU, rep.Config.FwdCPU, offloadSummary(rep.Config.OffloadsByIface))
 	for _, s := range rep.Skipped {
 		fmt.Fprintf(w, "%s: skipped: %s\n", s.Path, s.Reason)
 	}
@@ -258,6 +262,23 @@ func fmtPPS(v float64) string {
 		return fmt.Sprintf("%.3gk", v/1e3)
 	}
 	return fmt.Sprintf("%.0f", v)
+}
+
+// offloadSummary says what the interfaces' offloads were: once when they
+// all agree, else per interface.
+func offloadSummary(by map[string]string) string {
+	if len(by) == 0 {
+		return "not read"
+	}
+	vals := slices.Sorted(maps.Values(by))
+	if vals[0] == vals[len(vals)-1] {
+		return vals[0] + " (every interface)"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(by)) {
+		parts = append(parts, k+": "+by[k])
+	}
+	return strings.Join(parts, "; ")
 }
 
 // fmtCount writes a count with a unit: 1K (1024), 1M (2^20), 500.
