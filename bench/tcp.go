@@ -339,13 +339,17 @@ type servers struct {
 	lns  []net.Listener
 	bulk atomic.Int64 // bytes the discard servers have read
 	wg   sync.WaitGroup
+
+	mu     sync.Mutex
+	conns  map[net.Conn]bool // the discard servers' open connections
+	closed bool
 }
 
 // webBody is what the HTTP servers answer: small, as a health page.
 func webBody(sink int) string { return fmt.Sprintf("gvs-bench sink%d\n", sink+1) }
 
 func startServers(t *topo.Topology) (_ *servers, err error) {
-	s := &servers{}
+	s := &servers{conns: map[net.Conn]bool{}}
 	defer func() {
 		if err != nil {
 			s.Close()
@@ -393,10 +397,23 @@ func (s *servers) discard(ln net.Listener) {
 		if err != nil {
 			return
 		}
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			c.Close()
+			return
+		}
+		s.conns[c] = true
+		s.mu.Unlock()
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
-			defer c.Close()
+			defer func() {
+				s.mu.Lock()
+				delete(s.conns, c)
+				s.mu.Unlock()
+				c.Close()
+			}()
 			buf := make([]byte, 256<<10)
 			for {
 				n, err := c.Read(buf)
@@ -409,8 +426,15 @@ func (s *servers) discard(ln net.Listener) {
 	}
 }
 
-// Close stops the servers.
+// Close stops the servers, closing their connections: a connection whose
+// path is gone (a stopped gvs) would otherwise wait for TCP keep-alive.
 func (s *servers) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
 	for _, srv := range s.web {
 		srv.Close()
 	}
