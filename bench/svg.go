@@ -49,7 +49,11 @@ func chart(rep *Report) []byte {
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n",
 		svgWidth, svgHeight, svgWidth, svgHeight)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" font-weight="bold">Delivered packets/s (median, whiskers min–max of %d runs)</text>`+"\n", svgLeft, rep.Config.Repeats)
+	runs := fmt.Sprintf("%d runs", rep.Config.Repeats)
+	if rep.Config.Repeats == 1 {
+		runs = "1 run"
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="24" font-size="16" font-weight="bold">Delivered packets/s (median; whiskers: min–max of %s)</text>`+"\n", svgLeft, runs)
 	fmt.Fprintf(&b, `<text x="%d" y="42" fill="#555">%s, %d CPUs, %s</text>`+"\n", svgLeft, html.EscapeString(rep.Host.Kernel), rep.Host.CPUs, html.EscapeString(rep.Started))
 	plotW := float64(svgWidth - svgLeft - svgRight)
 	plotH := float64(svgHeight - svgTop - svgBottom)

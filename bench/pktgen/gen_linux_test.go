@@ -159,7 +159,8 @@ func TestGeneratorStops(t *testing.T) {
 // TestRunPacedReceiver sends stamped frames at a fixed rate over a veth
 // pair to a Receiver and checks that every frame's latency was recorded,
 // that latencies are plausible (non-negative, far below a second), and
-// that the rate was kept (frames sent within 20% of rate × time).
+// that the sender never ran ahead of its schedule (on a busy machine it
+// may fall behind, which is not checked: it depends on the load).
 func TestRunPacedReceiver(t *testing.T) {
 	nstest.Require(t)
 	a, b := nstest.NewNS(t, "pra"), nstest.NewNS(t, "prb")
@@ -199,9 +200,8 @@ func TestRunPacedReceiver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := float64(rate) * res.Elapsed().Seconds()
-	if got := float64(res.Frames); got < 0.8*want || got > 1.2*want {
-		t.Errorf("sent %v frames in %v at %d/s: want about %.0f", got, res.Elapsed(), rate, want)
+	if most := uint64(float64(rate)*res.Elapsed().Seconds()) + 1; res.Frames == 0 || res.Frames > most {
+		t.Errorf("sent %d frames in %v at %d/s: want some, at most %d", res.Frames, res.Elapsed(), rate, most)
 	}
 	rcv.Flush()
 	lat, bad := rcv.Latencies()
