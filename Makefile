@@ -7,14 +7,18 @@ GOFLAGS ?=
 
 all: build
 
+# Without cgo: only then can gvs drop its capabilities on every thread
+# after start (Go's AllThreadsSyscall; see README, Privileges).
 build:
-	$(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS) -o $(BIN)/ ./cmd/gvs ./cmd/gvsadm
 
 # The seed notes' LVS lab in network namespaces, step by step
 # (MODE=dr, the notes' lab, by default; or nat, tun, fullnat).
+# DEMOFLAGS=--trace shows what gvs did to the first connection's frames.
 MODE ?= dr
+DEMOFLAGS ?=
 demo: build
-	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm
+	$(BIN)/gvs demo --mode $(MODE) --gvsadm $(BIN)/gvsadm $(DEMOFLAGS)
 
 # Every test. As root (CI runs as root with CI=true) the namespace tests run;
 # without root they skip, and under CI=true they fail instead.

@@ -72,6 +72,10 @@ type Neighbor struct {
 	timer    timer
 	timerGen uint64 // bumped on every (re)schedule; stale callbacks return
 	updated  time.Time
+	// learnedBy is the kind of frame the MAC was last learnt from (a
+	// reply to gvs's request, or the neighbour's own request); 0 for a
+	// static neighbour or one never resolved.
+	learnedBy Operation
 }
 
 // NewStatic returns a neighbour that is permanently Reachable at mac,
@@ -146,6 +150,22 @@ type NeighborInfo struct {
 	Refs    int    // outstanding Resolver.Neighbor references
 	Probes  int    // requests sent since the last reply (0 when fresh)
 	Drops   uint64 // frames dropped by the data path for want of a MAC
+	// LearnedFrom says where MAC came from: "reply" (an ARP reply to
+	// gvs's request), "request" (an ARP request the neighbour sent),
+	// "static" (NewStatic), or "" (never resolved).
+	LearnedFrom string
+}
+
+// Info returns a snapshot of the neighbour (for gvs --trace: how its MAC
+// was learnt and when). It takes the resolver's lock; the data path never
+// calls it.
+func (n *Neighbor) Info() NeighborInfo {
+	if n.r == nil {
+		return n.info()
+	}
+	n.r.mu.Lock()
+	defer n.r.mu.Unlock()
+	return n.info()
 }
 
 func (n *Neighbor) info() NeighborInfo {
@@ -160,6 +180,14 @@ func (n *Neighbor) info() NeighborInfo {
 	}
 	if n.everMAC {
 		ni.MAC = net.HardwareAddr(append([]byte(nil), n.mac[:]...))
+	}
+	switch {
+	case n.r == nil:
+		ni.LearnedFrom = "static"
+	case n.learnedBy == OpReply:
+		ni.LearnedFrom = "reply"
+	case n.learnedBy == OpRequest:
+		ni.LearnedFrom = "request"
 	}
 	return ni
 }

@@ -668,6 +668,7 @@ func (r *Resolver) handle(l *link, b []byte) {
 		}
 	} else if n := r.neigh[neighKey{l.index, f.SenderIP}]; n != nil && validUnicast(f.SenderMAC) {
 		r.learn(n, l, f.SenderMAC, now)
+		n.learnedBy = f.Op
 		acted = true
 	}
 	if f.Op == OpRequest && f.SenderIP != f.TargetIP && validUnicast(f.SenderMAC) {

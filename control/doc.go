@@ -110,6 +110,7 @@
 //	dest      object    a Dest: the real server of add-dest, edit-dest, del-dest
 //	laddr     string    the FULLNAT local address of add-laddr, del-laddr
 //	timeouts  object    a Timeouts: the values of set-timeouts
+//	trace     string    "on" or "off", for trace
 //	commands  array     the requests of a batch (same fields; "version" optional)
 //
 // Each op, with what it reads (other fields are ignored) and what its
@@ -132,12 +133,24 @@
 //	info           (-L header)   -                               info
 //	add-laddr      -P (gvs)      service (key), laddr            nothing
 //	del-laddr      -Q (gvs)      service (key), laddr            nothing
+//	trace          --trace (gvs) trace, service (key) or none    nothing
 //
 // add-laddr gives a service a FULLNAT local address: the source address of
 // its FULLNAT connections towards the real servers (ports taken from a
 // pool per address). gvs owns it (answers ARP for it); it must not be an
 // address of the director's kernel (EREFUSED). list shows them
 // (local_addrs), as DPVS's ipvsadm -G does.
+//
+// trace switches gvs's frame trace (gvs --trace; see package trace) on
+// or off while gvs runs: "on" without a service traces every service,
+// with one adds that service; "off" without a service stops tracing,
+// with one removes that service. It is not a batch command and changes
+// no configuration (gvsadm -S does not save it). Errors: EINVAL for a
+// trace value other than "on" and "off", or for switching one service
+// off while every service is traced (switch off, then on for the
+// services wanted); ESRCH for "on" with a service that does not exist;
+// ENOENT for "off" with a service that is not traced; EOPNOTSUPP from a
+// gvs built without the trace (-tags notrace).
 //
 // add-service and edit-service set every setting: edit-service replaces
 // the whole service as the kernel's edit does (an empty scheduler means
@@ -178,6 +191,8 @@
 //	← {"version":1,"timeouts":{"tcp":900,"tcp_fin":120,"udp":300}}
 //	→ {"version":1,"op":"info"}
 //	← {"version":1,"info":{"version":"0.1.0","ipvs_version":"1.2.1","conn_table_size":4096}}
+//	→ {"version":1,"op":"trace","trace":"on","service":{"protocol":"tcp","addr":"192.168.150.100","port":80}}
+//	← {"version":1}
 //	→ {"version":1,"op":"list","filter":"tcp"}
 //	← {"version":1,"error":{"code":"EINVAL","message":"malformed request: json: unknown field \"filter\"","index":-1}}
 //
@@ -255,7 +270,8 @@
 //	conn_table_size  integer   the connection table's size (ipvsadm's "size=N")
 //	counters         object    the daemon's counters by name ("frames", "verdict.forwarded",
 //	                           "verdict.no_dest", "icmp.sent", "tunnel.frag_needed", "conns.evicted",
-//	                           "arp.failures", ...): stable names, values that only grow
+//	                           "arp.failures", "trace.traced", "pcap.captured", ...): stable
+//	                           names, values that only grow
 //
 // Error:
 //

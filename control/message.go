@@ -33,6 +33,7 @@ const (
 	OpInfo        Op = "info"         // version and connection table size
 	OpAddLaddr    Op = "add-laddr"    // gvsadm -P: a FULLNAT local address (Service, Laddr)
 	OpDelLaddr    Op = "del-laddr"    // gvsadm -Q
+	OpTrace       Op = "trace"        // gvsadm --trace on|off [service]: Trace, Service
 )
 
 // batchOps are the ops an OpBatch may carry: those that change the
@@ -48,7 +49,7 @@ var knownOps = map[Op]bool{
 	OpAddService: true, OpEditService: true, OpDelService: true, OpClear: true,
 	OpAddDest: true, OpEditDest: true, OpDelDest: true, OpZero: true, OpSetTimeouts: true,
 	OpBatch: true, OpList: true, OpConns: true, OpTimeouts: true, OpInfo: true,
-	OpAddLaddr: true, OpDelLaddr: true,
+	OpAddLaddr: true, OpDelLaddr: true, OpTrace: true,
 }
 
 // validate checks what the protocol itself requires of a request: a known
@@ -96,6 +97,8 @@ type Request struct {
 	Laddr netip.Addr `json:"laddr,omitempty"`
 	// Timeouts is the argument of OpSetTimeouts (0 keeps a value).
 	Timeouts *Timeouts `json:"timeouts,omitempty"`
+	// Trace is the argument of OpTrace: TraceOn or TraceOff.
+	Trace string `json:"trace,omitempty"`
 	// Commands are the requests of an OpBatch, in order. Only
 	// configuration-changing ops are allowed inside a batch.
 	Commands []Request `json:"commands,omitempty"`
@@ -141,6 +144,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Message }
+
+// Values of Request.Trace.
+const (
+	TraceOn  = "on"
+	TraceOff = "off"
+)
 
 // Protocol names, as ipvsadm prints them in upper case in listings.
 const (

@@ -24,6 +24,7 @@ import (
 	"github.com/gvs-project/gvs/ingress"
 	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/service"
+	"github.com/gvs-project/gvs/trace"
 )
 
 // maxWorkers bounds --workers: each worker holds a receive ring and a
@@ -58,11 +59,28 @@ type Config struct {
 	ARP *arp.Config
 	// FilterTable names gvs's nftables table (default "gvs").
 	FilterTable string
+	// RXRing is the receive rings' TPACKET version (zero: V2). V3 packs
+	// frames into blocks: it holds far more frames when a burst comes or
+	// the worker stalls, and costs less CPU per frame at moderate rates,
+	// but adds up to a millisecond of latency (internal/afpacket's
+	// package documentation has the measurements).
+	RXRing afpacket.Version
+	// QdiscBypass sends forwarded frames straight to the driver
+	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
+	// instead of queueing them, and tc egress rules do not see them.
+	QdiscBypass bool
 	// ExpireNodestConn and ExpireQuiescentTemplate are the kernel's
 	// sysctls of the same names (see forward.Config).
 	ExpireNodestConn, ExpireQuiescentTemplate bool
+	// MetricsAddr, if set, is where gvs serves Prometheus metrics
+	// (MetricsPath; gvs --metrics-addr).
+	MetricsAddr string
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
+	// Trace configures gvs --trace and --pcap (nil: off, with the trace
+	// on standard output when gvsadm --trace switches it on); the
+	// interfaces are filled in (trace.go).
+	Trace *trace.Config
 }
 
 // Director is a running gvs.
@@ -81,6 +99,13 @@ type Director struct {
 	rxs      []*afpacket.RX
 	txs      []*afpacket.TX
 	ctl      *control.Server
+	tr       tracing        // gvs --trace, --pcap (trace.go)
+	metrics  *metricsServer // nil without Config.MetricsAddr
+
+	// applyMu serialises configuration changes: gvsadm's and reloads
+	// (which read the table, then change it).
+	applyMu  sync.Mutex
+	stopping bool // under applyMu: Run is shutting down, no more reloads
 
 	// retired are removed real servers whose flows may still run; their
 	// ARP neighbours are released when their last connection ends.
@@ -116,6 +141,9 @@ func New(cfg Config) (d *Director, err error) {
 			return nil, fmt.Errorf("interface %s is not an Ethernet interface", name)
 		}
 		d.ifaces = append(d.ifaces, ifi)
+	}
+	if err := d.openMetrics(); err != nil {
+		return nil, err
 	}
 
 	d.services = service.New()
@@ -154,12 +182,12 @@ func New(cfg Config) (d *Director, err error) {
 		return nil, fmt.Errorf("%d workers per interface: at most %d", workers, maxWorkers)
 	}
 	for _, in := range d.ifaces {
-		var rcfg *afpacket.RXConfig
+		rcfg := &afpacket.RXConfig{Version: cfg.RXRing}
 		if workers > 1 {
 			// One fanout group per interface, named so that another gvs
 			// in the same namespace does not join it.
 			id := uint16(os.Getpid()) ^ uint16(in.Index)<<8
-			rcfg = &afpacket.RXConfig{Fanout: &afpacket.Fanout{ID: id, Mode: afpacket.FanoutHash}}
+			rcfg.Fanout = &afpacket.Fanout{ID: id, Mode: afpacket.FanoutHash}
 		}
 		for w := range workers {
 			rx, err := afpacket.OpenRX(in.Index, rcfg)
@@ -169,7 +197,7 @@ func New(cfg Config) (d *Director, err error) {
 			d.rxs = append(d.rxs, rx)
 			var egress []forward.Egress
 			for _, out := range d.ifaces {
-				tx, err := afpacket.OpenTX(out.Index, nil)
+				tx, err := afpacket.OpenTX(out.Index, &afpacket.TXConfig{QdiscBypass: cfg.QdiscBypass})
 				if err != nil {
 					return nil, fmt.Errorf("transmit ring on %s: %w", out.Name, err)
 				}
@@ -179,6 +207,10 @@ func New(cfg Config) (d *Director, err error) {
 			}
 			d.engine.AddWorker(fmt.Sprintf("%s/%d", in.Name, w), in.Index, rx, egress)
 		}
+	}
+
+	if err := d.openTrace(); err != nil {
+		return nil, err
 	}
 
 	d.ctl, err = control.Listen(cfg.Socket, &control.ServerConfig{Group: cfg.SocketGroup, Logf: d.logf(slog.LevelWarn)})
@@ -219,7 +251,7 @@ func (d *Director) Run(ctx context.Context) error {
 	d.log.Info("gvs serving", "interfaces", names, "socket", d.ctl.Path(), "version", Version,
 		"filter", d.filter != nil)
 
-	errc := make(chan error, len(d.engine.Workers())+1)
+	errc := make(chan error, len(d.engine.Workers())+2)
 	var wg sync.WaitGroup
 	for _, w := range d.engine.Workers() {
 		wg.Add(1)
@@ -235,6 +267,7 @@ func (d *Director) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	d.serveMetrics(errc)
 	stop := make(chan struct{})
 	var reaper sync.WaitGroup
 	reaper.Add(1)
@@ -251,6 +284,7 @@ func (d *Director) Run(ctx context.Context) error {
 	}
 	d.ctl.Close()
 	d.ctl = nil
+	d.stopReloads()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}
@@ -339,12 +373,14 @@ func (d *Director) close() {
 	if d.ctl != nil {
 		d.ctl.Close()
 	}
+	d.closeMetrics()
 	for _, rx := range d.rxs {
 		rx.Close()
 	}
 	for _, tx := range d.txs {
 		tx.Close()
 	}
+	d.closeTrace()
 	if d.filter != nil {
 		if err := d.filter.Close(); err != nil {
 			d.log.Warn("removing the ingress filter", "err", err)

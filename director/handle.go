@@ -30,6 +30,8 @@ func (d *Director) Handle(req *control.Request) *control.Reply {
 	case control.OpTimeouts:
 		return &control.Reply{Timeouts: d.timeouts()}
 	case control.OpSetTimeouts:
+		d.applyMu.Lock()
+		defer d.applyMu.Unlock()
 		return d.setTimeouts(req.Timeouts)
 	case control.OpBatch:
 		return d.apply(req.Commands, true)
@@ -37,6 +39,8 @@ func (d *Director) Handle(req *control.Request) *control.Reply {
 		control.OpAddDest, control.OpEditDest, control.OpDelDest, control.OpZero,
 		control.OpAddLaddr, control.OpDelLaddr:
 		return d.apply([]control.Request{*req}, false)
+	case control.OpTrace:
+		return d.traceOp(req)
 	}
 	return errorReply(control.CodeInvalid, -1, fmt.Sprintf("unknown operation %q", req.Op))
 }
@@ -212,6 +216,8 @@ func errorCode(err error) string {
 
 // apply translates and applies requests all or nothing.
 func (d *Director) apply(reqs []control.Request, batch bool) *control.Reply {
+	d.applyMu.Lock()
+	defer d.applyMu.Unlock()
 	ops := make([]service.Op, 0, len(reqs))
 	index := func(i int) int {
 		if batch {
@@ -489,6 +495,14 @@ func (d *Director) counters() map[string]uint64 {
 	c["tunnel.frag_needed"] = es.FragNeeded
 	c["tunnel.fragmented"] = es.Fragmented
 	c["tunnel.segmented"] = es.Segmented
+	// What the receive rings took in, and what the kernel dropped
+	// because a ring was full (gvs fell behind).
+	for _, rx := range d.rxs {
+		if p, dr, err := rx.Stats(); err == nil {
+			c["rx.packets"] += p
+			c["rx.ring_drops"] += dr
+		}
+	}
 	cs := d.conns.Stats()
 	c["conns.entries"] = uint64(cs.Entries)
 	c["conns.created"] = cs.Created
@@ -500,6 +514,7 @@ func (d *Director) counters() map[string]uint64 {
 	c["arp.answers_sent"] = as.AnswersSent
 	c["arp.failures"] = as.Failures
 	c["arp.drops"] = as.Drops
+	d.traceCounters(c)
 	return c
 }
 

@@ -38,6 +38,16 @@
 // real server not resolved, connection table full, transmit ring full,
 // truncated or malformed frame, a non-SYN TCP packet with no connection).
 //
+// # Tap
+//
+// gvs --trace and --pcap watch the data path through a Tap (tap.go;
+// package trace implements it). Unset, it costs one atomic load and one
+// predictable branch per batch, and nothing with -tags notrace. Set, each
+// batch runs the same handle per frame with copies around it: the frame
+// as received, each frame as committed for transmission, and for traced
+// frames the connection's state and the scheduler's reason read from the
+// tables before and after.
+//
 // # Modes
 //
 // dr.go holds direct routing: only the Ethernet addresses change, the

@@ -77,6 +77,7 @@ type Config struct {
 type Engine struct {
 	cfg     Config
 	workers []*Worker
+	tap     engineTap // gvs --trace, --pcap (tap.go)
 }
 
 // New returns an engine without workers.
@@ -106,10 +107,12 @@ type Worker struct {
 	// scratch holds an outer IPIP packet being fragmented: the largest
 	// IPv4 packet and its outer header.
 	scratch []byte
+	tap     *workerTap // made at the first tapped batch (tap.go)
 
 	counts      [numReasons]atomic.Uint64
 	frameN      atomic.Uint64
 	batchN      atomic.Uint64
+	sizes       batchSizes    // batches by size
 	icmpSent    atomic.Uint64 // ICMP errors gvs sent (time exceeded, fragmentation needed)
 	icmpRelayed atomic.Uint64 // ICMP errors about connections relayed
 	fragNeededN atomic.Uint64 // fragmentation-needed sent (TUN)
@@ -135,6 +138,11 @@ func (e *Engine) Workers() []*Worker { return e.workers }
 // Other errors of the receive ring are returned. The worker keeps its OS
 // thread to itself, so that the scheduler never moves it (and its ring's
 // cache lines) between CPUs behind its back.
+//
+// Closing the receive ring stops the worker between batches: the batch in
+// hand is finished and flushed first. A frame reaches a transmit ring only
+// once its rewrite is complete (Commit comes last), so a stop never sends
+// a half-rewritten frame.
 func (w *Worker) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -142,6 +150,11 @@ func (w *Worker) Run() error {
 		n, err := w.rx.Receive(w.frames[:])
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				// Frames a full socket buffer held back get one
+				// more chance before the transmit rings close.
+				for i := range w.egress {
+					w.egress[i].TX.Flush()
+				}
 				return nil
 			}
 			return fmt.Errorf("worker %s: %w", w.Name, err)
@@ -155,8 +168,22 @@ func (w *Worker) Run() error {
 func (w *Worker) batch(n int) {
 	now := conntrack.Now()
 	snap := w.e.cfg.Services.Load()
-	for i := range n {
-		w.counts[w.handle(&w.frames[i], now, snap)].Add(1)
+	// Verdicts are tallied per batch: one atomic add per verdict seen
+	// rather than one per frame.
+	var tally [numReasons]uint16
+	if h := w.e.tapped(); h != nil {
+		// gvs --trace or --pcap: the one branch per batch they cost
+		// when off (none with -tags notrace).
+		w.tapBatch(h, n, now, snap, &tally)
+	} else {
+		for i := range n {
+			tally[w.handle(&w.frames[i], now, snap)]++
+		}
+	}
+	for r, k := range tally {
+		if k != 0 {
+			w.counts[r].Add(uint64(k))
+		}
 	}
 	for i, d := range w.dirty {
 		if d {
@@ -167,6 +194,7 @@ func (w *Worker) batch(n int) {
 	w.rx.Release()
 	w.frameN.Add(uint64(n))
 	w.batchN.Add(1)
+	w.sizes.add(n)
 }
 
 // egressFor returns the index of the egress interface with ifindex, or -1.
@@ -184,6 +212,9 @@ func (w *Worker) egressFor(ifindex int) int {
 type Stats struct {
 	Frames  uint64
 	Batches uint64
+	// BatchSizes counts batches by size, in buckets of upper bound
+	// BatchBucketBound(i).
+	BatchSizes [BatchBuckets]uint64
 	// Verdicts counts frames by verdict.
 	Verdicts [numReasons]uint64
 	// ICMPSent counts the ICMP errors gvs sent, ICMPRelayed those about
@@ -197,7 +228,7 @@ type Stats struct {
 func (w *Worker) Stats() Stats {
 	s := Stats{Frames: w.frameN.Load(), Batches: w.batchN.Load(),
 		ICMPSent: w.icmpSent.Load(), ICMPRelayed: w.icmpRelayed.Load(), FragNeeded: w.fragNeededN.Load(),
-		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load()}
+		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load(), BatchSizes: w.sizes.load()}
 	for i := range s.Verdicts {
 		s.Verdicts[i] = w.counts[i].Load()
 	}
@@ -218,6 +249,9 @@ func (e *Engine) Stats() Stats {
 		s.Segmented += ws.Segmented
 		for i := range s.Verdicts {
 			s.Verdicts[i] += ws.Verdicts[i]
+		}
+		for i := range s.BatchSizes {
+			s.BatchSizes[i] += ws.BatchSizes[i]
 		}
 	}
 	return s

@@ -77,7 +77,6 @@ type Filter struct {
 	mu     sync.Mutex // guards everything below
 	closed bool
 	nsFile *os.File // network namespace of the thread that called Open
-	conn   *nftables.Conn
 	rules  []Rule
 }
 
@@ -134,14 +133,13 @@ func Open(ifaces []string, cfg *Config) (*Filter, error) {
 		table:  &nftables.Table{Name: cfg.table(), Family: nftables.TableFamilyNetdev},
 	}
 	// A transient netlink socket per operation, always opened in the
-	// namespace captured above: no replies can be left over from a failed
-	// batch, and the caller's goroutine may wander between threads.
-	f.conn, err = nftables.New(nftables.WithNetNSFd(int(nsFile.Fd())))
+	// namespace captured above (see opConn): no replies can be left over
+	// from a failed batch, and the caller's goroutine may wander between
+	// threads.
+	c, done := f.opConn()
+	err = f.create(c)
+	done()
 	if err != nil {
-		nsFile.Close()
-		return nil, fmt.Errorf("ingress: %w", err)
-	}
-	if err := f.create(); err != nil {
 		nsFile.Close()
 		return nil, err
 	}
@@ -164,8 +162,7 @@ func openNetNS() (*os.File, error) {
 }
 
 // create sends the Open transaction.
-func (f *Filter) create() error {
-	c := f.conn
+func (f *Filter) create(c *nftables.Conn) error {
 	// "add" succeeds whether or not a stale table exists, so the delete
 	// that follows always has something to remove; the re-add then starts
 	// from nothing. Within one transaction this is atomic, as in nft's
@@ -278,7 +275,8 @@ func (f *Filter) Set(rules []Rule) error {
 	if f.closed {
 		return fmt.Errorf("ingress: set: %w", net.ErrClosed)
 	}
-	c := f.conn
+	c, done := f.opConn()
+	defer done()
 	c.FlushSet(f.dst)
 	c.FlushSet(f.src)
 	c.FlushSet(f.any)
@@ -295,7 +293,7 @@ func (f *Filter) Set(rules []Rule) error {
 				}
 			}
 			if err := c.SetAddElements(part.set, elems); err != nil {
-				f.discard()
+				// The queued messages go with c, never sent.
 				return fmt.Errorf("ingress: set %s: %w", part.set.Name, err)
 			}
 		}
@@ -306,15 +304,6 @@ func (f *Filter) Set(rules []Rule) error {
 	f.rules = slices.Clone(rules)
 	f.logf("ingress: table netdev %s: %d destination and %d source matches", f.table.Name, len(dst), len(src))
 	return nil
-}
-
-// discard throws away queued messages without sending them: google/nftables
-// has no call for that, so the Conn is replaced by a fresh one in the same
-// namespace (a Conn without a lasting socket holds nothing else).
-func (f *Filter) discard() {
-	if c, err := nftables.New(nftables.WithNetNSFd(int(f.nsFile.Fd()))); err == nil {
-		f.conn = c
-	}
 }
 
 // Rules returns a copy of the rules last installed by Set.
@@ -343,9 +332,11 @@ func (f *Filter) Dropped() (map[string]uint64, error) {
 	if f.closed {
 		return nil, fmt.Errorf("ingress: dropped: %w", net.ErrClosed)
 	}
+	c, done := f.opConn()
+	defer done()
 	out := make(map[string]uint64, len(f.chains)+1)
 	for i, ch := range f.chains {
-		rules, err := f.conn.GetRules(f.table, ch)
+		rules, err := c.GetRules(f.table, ch)
 		if err != nil {
 			return nil, fmt.Errorf("ingress: reading counters of chain %s: %w", ch.Name, err)
 		}
@@ -373,8 +364,10 @@ func (f *Filter) Close() error {
 	}
 	f.closed = true
 	defer f.nsFile.Close()
-	f.conn.DelTable(f.table)
-	if err := f.conn.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
+	c, done := f.opConn()
+	defer done()
+	c.DelTable(f.table)
+	if err := c.Flush(); err != nil && !errors.Is(err, syscall.ENOENT) {
 		return fmt.Errorf("ingress: deleting table netdev %s: %w", f.table.Name, err)
 	}
 	f.logf("ingress: table netdev %s deleted", f.table.Name)
@@ -398,4 +391,31 @@ func classify(err error) error {
 		}
 	}
 	return err
+}
+
+// opConn returns a Conn for one operation, whose socket is opened in the
+// filter's namespace, with the calling goroutine locked to its thread until
+// done is called. When that thread already is in the namespace (in gvs all
+// threads are) the socket is opened right there; otherwise the Conn enters
+// the namespace first, with setns, which takes CAP_SYS_ADMIN. So a process
+// that dropped every capability but CAP_NET_ADMIN after Open (gvs does)
+// can still Set and Close.
+func (f *Filter) opConn() (c *nftables.Conn, done func()) {
+	runtime.LockOSThread()
+	if sameNetNS(f.nsFile) {
+		c, _ = nftables.New() // an error comes only with AsLasting
+	} else {
+		c, _ = nftables.New(nftables.WithNetNSFd(int(f.nsFile.Fd())))
+	}
+	return c, runtime.UnlockOSThread
+}
+
+// sameNetNS reports whether the calling thread is in the network namespace
+// ns refers to (the same nsfs inode).
+func sameNetNS(ns *os.File) bool {
+	var a, b syscall.Stat_t
+	if syscall.Fstat(int(ns.Fd()), &a) != nil || syscall.Stat("/proc/thread-self/ns/net", &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }

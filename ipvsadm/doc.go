@@ -35,8 +35,11 @@
 // the error matches ErrNotSupported). Persistence netmasks must be
 // contiguous and not 0.0.0.0, because the protocol carries a prefix
 // length. gvsadm adds one forwarding method, --fullnat (listed FullNat,
-// saved --fullnat), one list option, --json (see below), and a line
-// for each in -h. -v prints
+// saved --fullnat), one list option, --json (see below), one command,
+// --trace on|off [-t|-u service] (switches gvs's frame trace on or off
+// for every service or one; it takes no other option, prints nothing on
+// success and the daemon's message on refusal, exit 255, and cannot be
+// restored), and a line for each in -h. -v prints
 // "gvsadm vX.Y.Z (compatible with ipvsadm v1.31, IPVS v1.2.1)".
 //
 // -R parses the whole input before sending anything, then sends it as one

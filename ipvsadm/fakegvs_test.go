@@ -210,6 +210,10 @@ func (g *fakeGVS) apply(r *control.Request) *control.Error {
 			}
 			s.LocalAddrs = slices.Delete(s.LocalAddrs, j, j+1)
 		}
+	case control.OpTrace:
+		if r.Service != nil && g.find(r.Service) < 0 {
+			return errCode(control.CodeNoService)
+		}
 	case control.OpSetTimeouts:
 		if r.Timeouts == nil {
 			return errCode(control.CodeInvalid)

@@ -64,6 +64,8 @@ func (r *runner) run(args []string) int {
 		return r.restore()
 	case KindGetLaddr:
 		return r.getLaddr(c)
+	case KindTrace:
+		return r.trace(c)
 	}
 	req, err := c.Request()
 	if err != nil {
@@ -129,6 +131,24 @@ func (r *runner) do(req *control.Request) (*control.Reply, int) {
 func (r *runner) listErr(fn libFunc, e *control.Error) int {
 	r.errorf("%s\n", ipvsStrerror(fn, e))
 	return ExitList
+}
+
+// trace runs --trace on|off [service]: gvs's own command, whose errors
+// (no libipvs text exists for them) print the daemon's message.
+func (r *runner) trace(c *Command) int {
+	req := &control.Request{Version: control.Version, Op: control.OpTrace, Trace: c.Trace}
+	if c.HasService() {
+		req.Service = &control.Service{Protocol: c.Service.Protocol, Addr: c.Service.Addr, Port: c.Service.Port}
+	}
+	rep, code := r.do(req)
+	if code != ExitOK {
+		return code
+	}
+	if rep.Error != nil {
+		r.errorf("%s\n", rep.Error.Message)
+		return ExitCommand
+	}
+	return ExitOK
 }
 
 // getLaddr runs -G: the FULLNAT local addresses of every service that

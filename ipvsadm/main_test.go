@@ -3,6 +3,7 @@ package ipvsadm
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -339,5 +340,50 @@ func TestLaddrCommands(t *testing.T) {
 		if out != tc.stdout || errs != tc.stderr || code != tc.code {
 			t.Errorf("gvsadm %s: stdout %q stderr %q exit %d; want %q %q %d", tc.args, out, errs, code, tc.stdout, tc.stderr, tc.code)
 		}
+	}
+}
+
+// TestTraceCommand: --trace on|off [service] sends gvs's trace op, prints
+// nothing on success and the daemon's message on refusal, and cannot be
+// restored.
+func TestTraceCommand(t *testing.T) {
+	g := newFakeGVS()
+	for _, args := range [][]string{{"-A", "-t", "192.168.150.100:80"}, {"-A", "-u", "192.168.150.100:53"}} {
+		if _, errs, code := runWith(t, g, "", args...); code != 0 {
+			t.Fatalf("%v: %s", args, errs)
+		}
+	}
+	for _, tc := range []struct {
+		args   string
+		stderr string
+		code   int
+		want   *control.Request
+	}{
+		{"--trace on", "", 0, &control.Request{Version: 1, Op: control.OpTrace, Trace: "on"}},
+		{"--trace off -t 192.168.150.100:80", "", 0, &control.Request{Version: 1, Op: control.OpTrace, Trace: "off",
+			Service: &control.Service{Protocol: "tcp", Addr: netip.MustParseAddr("192.168.150.100"), Port: 80}}},
+		{"--trace=on -u vip.lab.example:domain", "", 0, &control.Request{Version: 1, Op: control.OpTrace, Trace: "on",
+			Service: &control.Service{Protocol: "udp", Addr: netip.MustParseAddr("192.168.150.100"), Port: 53}}},
+		{"--trace on -t 192.168.150.100:81", "ESRCH\n", 255, nil},
+	} {
+		g.requests = nil
+		out, errs, code := runWith(t, g, "", strings.Fields(tc.args)...)
+		if out != "" || errs != tc.stderr || code != tc.code {
+			t.Errorf("gvsadm %s: stdout %q stderr %q exit %d; want \"\" %q %d", tc.args, out, errs, code, tc.stderr, tc.code)
+			continue
+		}
+		if tc.want != nil {
+			if len(g.requests) != 1 {
+				t.Fatalf("gvsadm %s: %d requests", tc.args, len(g.requests))
+			}
+			if diff := cmp.Diff(tc.want, g.requests[0], cmpOpts); diff != "" {
+				t.Errorf("gvsadm %s: request (-want +got):\n%s", tc.args, diff)
+			}
+		}
+	}
+	g.requests = nil
+	_, errs, code := runWith(t, g, "--trace on\n", "-R")
+	if code != 2 || errs != "line 1: the 'trace' command cannot be restored\n" || len(g.requests) != 0 {
+		t.Errorf("-R with --trace: exit %d stderr %q, %d requests", code, errs, len(g.requests))
 	}
 }

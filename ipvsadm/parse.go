@@ -37,6 +37,8 @@ const (
 	KindAddLaddr // -P, --add-laddr -t|-u service -z address
 	KindDelLaddr // -Q, --del-laddr -t|-u service -z address
 	KindGetLaddr // -G, --get-laddr [-t|-u service]
+	// gvs's frame trace:
+	KindTrace // --trace on|off [-t|-u service]
 )
 
 // cmdnames is ipvsadm's cmdnames[], indexed by Kind-1.
@@ -60,6 +62,8 @@ func (k Kind) String() string {
 		return "del-laddr"
 	case k == KindGetLaddr:
 		return "get-laddr"
+	case k == KindTrace:
+		return "trace"
 	}
 	return "none"
 }
@@ -253,6 +257,7 @@ const (
 	tagTunRemCsum
 	tagFullNat // gvs extension
 	tagJSON    // gvs extension
+	tagTrace   // gvs extension
 )
 
 // optionsTable is ipvsadm 1.31's options_table plus gvs's --fullnat.
@@ -321,6 +326,7 @@ var optionsTable = []poptOption{
 	{"del-laddr", 'Q', argNone, 'Q'},
 	{"get-laddr", 'G', argNone, 'G'},
 	{"laddr", 'z', argString, 'z'},
+	{"trace", 0, argString, tagTrace},
 }
 
 // Command is one parsed ipvsadm command line.
@@ -346,6 +352,8 @@ type Command struct {
 	TunnelType string
 	// Laddr is the FULLNAT local address of -P and -Q (-z).
 	Laddr netip.Addr
+	// Trace is --trace's argument: control.TraceOn or TraceOff.
+	Trace string
 
 	schedFlags uint32 // IP_VS_SVC_F_SCHED* bits of -b
 	netmask    uint32 // -M in host order; 0xffffffff by default
@@ -481,6 +489,12 @@ func (p *parser) parseOptions(argv []string) error {
 		c.Kind = KindDelLaddr
 	case 'G':
 		c.Kind = KindGetLaddr
+	case tagTrace:
+		c.Kind = KindTrace
+		if ctx.arg != control.TraceOn && ctx.arg != control.TraceOff {
+			return fail("illegal trace setting `%s' specified: on or off", ctx.arg)
+		}
+		c.Trace = ctx.arg
 	default:
 		return p.tryhelp()
 	}
@@ -877,6 +891,17 @@ func laddrOptCheck(k Kind, opts Options) error {
 	return nil
 }
 
+// traceOptCheck checks --trace as genericOptCheck checks ipvsadm's
+// commands: it takes a service (-t, -u) and nothing else.
+func traceOptCheck(opts Options) error {
+	for o := Options(1); o != 0 && o <= OptLaddr; o <<= 1 {
+		if opts&o != 0 && o != OptService {
+			return fail("Illegal '%s' option with the '%s' command", optName(o), KindTrace)
+		}
+	}
+	return nil
+}
+
 // tunnelOptCheck is ipvsadm's tunnel_opt_check.
 func tunnelOptCheck(t int, opts Options) error {
 	row := tunnelTypesVOptions[t]
@@ -909,6 +934,9 @@ func tunnelOptCheck(t int, opts Options) error {
 // followed by gvs's own refusals.
 func (p *parser) processOptions() error {
 	c := p.c
+	if c.Kind == KindTrace {
+		return traceOptCheck(c.Options)
+	}
 	if c.Kind >= KindAddLaddr {
 		return laddrOptCheck(c.Kind, c.Options)
 	}

@@ -39,6 +39,15 @@ func TestParseErrors(t *testing.T) {
 		{"-P -t 1.2.3.4:80 -z nonsense", "illegal local address `nonsense' specified", 2},
 		{"-G -z 10.0.0.1", "Illegal 'laddr' option with the 'get-laddr' command", 2},
 		{"-A -t 1.2.3.4:80 -z 10.0.0.1", "Illegal 'laddr' option with the 'add-service' command", 2},
+		// gvs's --trace.
+		{"--trace", tryhelp, 255}, // as --start-daemon without its argument
+		{"--trace maybe", "illegal trace setting `maybe' specified: on or off", 2},
+		{"--trace ON", "illegal trace setting `ON' specified: on or off", 2},
+		{"--trace on -s rr", "Illegal 'scheduler' option with the 'trace' command", 2},
+		{"--trace off -t 1.2.3.4:80 -z 10.0.0.1", "Illegal 'laddr' option with the 'trace' command", 2},
+		{"--trace on -Lc", "invalid option `-Lc'", 2},
+		{"--trace on extra", "unexpected argument extra", 2},
+		{"-L --trace on", "invalid option `on'", 2}, // as -L --start-daemon master
 		{"-- -L", tryhelp, 255},
 		// Later commands are "invalid options"; "multiple commands" is
 		// unreachable in 1.31.

@@ -27,8 +27,8 @@ func WriteVersion(w io.Writer) error {
 // usageText is ipvsadm 1.31's usage_exit text; %s is the program name.
 // SCHEDULERS and PE_LIST are expanded as ipvsadm 1.31's Makefile does.
 // gvsadm adds lines for its --fullnat forwarding method, the FULLNAT
-// local-address commands (-P, -Q, -G, after DPVS's ipvsadm) and its
-// --json listing.
+// local-address commands (-P, -Q, -G, after DPVS's ipvsadm), its
+// --json listing and its --trace command.
 const usageText = `Usage:
   %s -A|E virtual-service [-s scheduler] [-p [timeout]] [-M netmask] [--pe persistence_engine] [-b sched-flags]
   %s -D virtual-service
@@ -44,6 +44,7 @@ const usageText = `Usage:
   %s --stop-daemon {master|backup}
   %s -P|Q virtual-service -z local-address
   %s -G [virtual-service]
+  %s --trace on|off [virtual-service]
   %s -h
 
 Commands:
@@ -65,6 +66,7 @@ Either long or short options are allowed.
   --add-laddr       -P        add a FULLNAT local address (gvs only)
   --del-laddr       -Q        delete a FULLNAT local address (gvs only)
   --get-laddr       -G        list the FULLNAT local addresses (gvs only)
+  --trace on|off              trace frames of a service or all services (gvs only)
   --help            -h        display this help message
 
 virtual-service:

@@ -28,6 +28,9 @@ type DemoConfig struct {
 	Gvs, Gvsadm string
 	// Prefix names the namespaces (default gvsdemo<pid>).
 	Prefix string
+	// Trace runs gvs with --trace and shows what it did to the first
+	// connection's frames (demo_trace.go).
+	Trace bool
 }
 
 // demoTitles introduce each mode's demo.
@@ -100,7 +103,11 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	if err := l.StartServers(); err != nil {
 		return err
 	}
-	if err := l.StartGvs(ctx); err != nil {
+	var gvsArgs []string
+	if cfg.Trace {
+		gvsArgs = traceArgs
+	}
+	if err := l.StartGvs(ctx, gvsArgs...); err != nil {
 		return err
 	}
 
@@ -121,6 +128,11 @@ func Demo(ctx context.Context, cfg DemoConfig) (err error) {
 	answers, err := l.demoRequests(ctx)
 	if err != nil {
 		return err
+	}
+	if cfg.Trace {
+		if err := l.showTrace(ctx); err != nil {
+			return err
+		}
 	}
 
 	l.step("client: keep two connections open, to see who holds sockets (the notes' netstat -natp)")

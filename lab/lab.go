@@ -30,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -137,6 +138,8 @@ type Config struct {
 	DirectorMTU int
 	// Workers is gvs --workers (0: gvs's default, 1).
 	Workers int
+	// GvsArgs are more options for gvs.
+	GvsArgs []string
 	// Gvs and Gvsadm are the binaries to run.
 	Gvs, Gvsadm string
 	// Socket is gvs's control socket (default: under os.TempDir()).
@@ -199,10 +202,11 @@ func New(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if cfg.Socket == "" {
 		cfg.Socket = filepath.Join(os.TempDir(), cfg.Prefix+".sock")
 	}
-	l = &Lab{cfg: cfg}
+	lab := &Lab{cfg: cfg}
+	l = lab
 	defer func() {
 		if err != nil {
-			l.Close()
+			lab.Close() // l is nil by now
 		}
 	}()
 	mode := cfg.Mode
@@ -681,6 +685,7 @@ func (l *Lab) StartGvs(ctx context.Context, extra ...string) error {
 	if l.cfg.Workers > 0 {
 		extra = append([]string{"--workers", strconv.Itoa(l.cfg.Workers)}, extra...)
 	}
+	extra = append(slices.Clone(l.cfg.GvsArgs), extra...)
 	args = append(args, extra...)
 	l.printf("%s%s %s --socket %s %s&\n", l.prompt(l.Director.NS), l.cfg.Gvs, strings.Join(ifs, " "), l.cfg.Socket, strings.Join(extra, " "))
 	cmd := exec.Command("ip", args...)

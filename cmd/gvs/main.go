@@ -2,7 +2,8 @@
 // load balancer that does what Linux's IPVS does, for hosts without the
 // ip_vs module.
 //
-//	gvs -i IFACE [-i IFACE ...] [--socket PATH]   serve the virtual services on these interfaces
+//	gvs -i IFACE [-i IFACE ...] [--socket PATH] [--trace] [--pcap FILE]
+//	                                                 serve the virtual services on these interfaces
 //	gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
 //	                                                 make this host an LVS real server for VIP (DR; TUN with --tun)
 //	gvs demo                                         run the seed's LVS-DR lab in network namespaces
@@ -18,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -28,6 +30,7 @@ import (
 	"github.com/gvs-project/gvs/conntrack"
 	"github.com/gvs-project/gvs/control"
 	"github.com/gvs-project/gvs/director"
+	"github.com/gvs-project/gvs/internal/afpacket"
 	"github.com/gvs-project/gvs/ipvsadm"
 	"github.com/gvs-project/gvs/lab"
 	"github.com/gvs-project/gvs/realserver"
@@ -61,13 +64,16 @@ func daemon(args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, `Usage:
   gvs -i IFACE [-i IFACE ...] [options]       run the director
   gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
-  gvs demo [--mode dr|nat|tun|fullnat] [--keep]  the seed's LVS lab in network namespaces (root)
+  gvs demo [--mode dr|nat|tun|fullnat] [--trace] [--keep]  the seed's LVS lab in network namespaces (root)
   gvs bench [--quick] [flags]                  the forwarding benchmark in network namespaces (root)
   gvs version
 
 Options:
 %s
 Configure the virtual services with gvsadm (ipvsadm's commands).
+With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
+(the README's "Metrics" section lists them).
+SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 `, fs.FlagUsages())
 	}
 	ifaces := fs.StringArrayP("interface", "i", nil, "serve on this interface (repeatable)")
@@ -75,17 +81,18 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	socketGroup := fs.String("socket-group", "", "let this group's members use the control socket (mode 0660)")
 	maxConns := fs.Int("conn-max", conntrack.DefaultMaxEntries, "the most connection entries the table holds")
 	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
-	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start")
+	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start, and again on SIGHUP")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT, e.g. 127.0.0.1:9610; off by default)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
 	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
+	rxRing := fs.String("rx-ring", "v2", "receive ring: v2 (a slot per frame, lowest latency) or v3 (frames packed in blocks: absorbs bursts, adds up to 1 ms of latency)")
+	qdiscBypass := fs.Bool("qdisc-bypass", true, "send forwarded frames straight to the driver, past the interface's qdisc (PACKET_QDISC_BYPASS); =false to queue them through tc")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	tf := traceFlags(fs)
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gvs: unexpected argument %q\n", fs.Arg(0))
@@ -95,6 +102,17 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 	if len(*ifaces) == 0 {
 		fmt.Fprintln(stderr, "gvs: no interface given: serve at least one with -i IFACE")
 		fs.Usage()
+		return 2
+	}
+	if *metricsAddr != "" {
+		if _, _, err := net.SplitHostPort(*metricsAddr); err != nil {
+			fmt.Fprintf(stderr, "gvs: --metrics-addr %q: want HOST:PORT, e.g. 127.0.0.1:9610 (%v)\n", *metricsAddr, err)
+			return 2
+		}
+	}
+	ringVersion, err := afpacket.ParseVersion(*rxRing)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvs: --rx-ring %q: want v2 or v3\n", *rxRing)
 		return 2
 	}
 	var level slog.Level
@@ -114,6 +132,11 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		return 2
 	}
 	log := slog.New(h)
+	tcfg, err := tf.config(fs)
+	if err != nil {
+		fmt.Fprintf(stderr, "gvs: %v\n", err)
+		return 2
+	}
 
 	// Read and check the rules file before opening anything: a bad file
 	// must stop gvs with a clear reason, not leave it half configured.
@@ -132,6 +155,14 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		}
 	}
 
+	// From here on, SIGINT and SIGTERM stop gvs cleanly (a signal during
+	// start-up stops it as soon as it serves) and SIGHUP reloads --rules.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	d, err := director.New(director.Config{
 		Interfaces:  *ifaces,
 		Workers:     *workers,
@@ -139,10 +170,14 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		SocketGroup: *socketGroup,
 		Conns:       &conntrack.Config{MaxEntries: *maxConns},
 		FilterTable: *filterTable,
+		QdiscBypass: *qdiscBypass,
+		RXRing:      ringVersion,
 
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
+		MetricsAddr:             *metricsAddr,
 		Log:                     log,
+		Trace:                   tcfg,
 	})
 	if err != nil {
 		log.Error("gvs cannot start", "err", err)
@@ -160,12 +195,39 @@ Configure the virtual services with gvsadm (ipvsadm's commands).
 		}
 		log.Info("rules loaded", "file", *rules, "commands", len(batch.Commands))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	// Everything that needs root's powers is open: keep only what the
+	// running daemon needs (see director/privs.go).
+	if p, err := d.DropPrivileges(); err != nil {
+		log.Warn("gvs could not drop its capabilities", "err", err)
+	} else {
+		log.Info("capabilities dropped", "kept", p.String())
+	}
+	go reloadOnHangup(ctx, hup, d, *rules, log)
 	if err := d.Run(ctx); err != nil {
 		return 1
 	}
 	return 0
+}
+
+// reloadOnHangup reloads the rules file at each SIGHUP until ctx is done.
+func reloadOnHangup(ctx context.Context, hup <-chan os.Signal, d *director.Director, rules string, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		if rules == "" {
+			log.Warn("SIGHUP: no rules file to reload: start gvs with --rules FILE")
+			continue
+		}
+		res, err := d.Reload(rules)
+		if err != nil {
+			log.Error("rules not reloaded; the running configuration is unchanged", "err", err)
+			continue
+		}
+		log.Info("rules reloaded", "file", rules, "commands", res.Commands, "changes", res.Ops)
+	}
 }
 
 func realServer(args []string, stdout, stderr io.Writer) int {
@@ -196,11 +258,8 @@ was killed. On a kernel with ipip, use tunl0 instead (see the README).
 
 %s`, fs.FlagUsages())
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "gvs realserver: unexpected argument %q\n", fs.Arg(0))
@@ -267,11 +326,9 @@ func demo(args []string, stdout, stderr io.Writer) int {
 	keep := fs.Bool("keep", false, "leave the lab running at the end, until Ctrl-C")
 	mode := fs.String("mode", "dr", "the forwarding method to show: dr (the seed notes' lab), nat, tun or fullnat")
 	gvsadm := fs.String("gvsadm", "", "path of the gvsadm binary (default: next to gvs, else $PATH)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, pflag.ErrHelp) {
-			return 0
-		}
-		return 2
+	traceOn := fs.Bool("trace", false, "run gvs with --trace and show what it did to the first connection's frames")
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -280,9 +337,25 @@ func demo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "gvs demo: --mode: %v\n", err)
 		return 2
 	}
-	if err := lab.Demo(ctx, lab.DemoConfig{Mode: m, Out: stdout, Keep: *keep, Gvsadm: *gvsadm}); err != nil {
+	if err := lab.Demo(ctx, lab.DemoConfig{Mode: m, Out: stdout, Keep: *keep, Gvsadm: *gvsadm, Trace: *traceOn}); err != nil {
 		fmt.Fprintf(stderr, "gvs demo: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// parseFlags parses a command's flags. On -h it reports exit status 0; on
+// a bad flag or value it prints what was wrong and the usage, and reports
+// exit status 2 (pflag's ContinueOnError prints nothing itself).
+func parseFlags(fs *pflag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	err := fs.Parse(args)
+	switch {
+	case err == nil:
+		return 0, true
+	case errors.Is(err, pflag.ErrHelp):
+		return 0, false
+	}
+	fmt.Fprintf(stderr, "%s: %v\n", fs.Name(), err)
+	fmt.Fprintf(stderr, "Try '%s --help' for more information.\n", fs.Name())
+	return 2, false
 }

@@ -69,6 +69,24 @@ type RXConfig struct {
 	FrameCount int
 	// Fanout, if set, joins the socket to a PACKET_FANOUT group.
 	Fanout *Fanout
+
+	// Version is the ring's TPACKET version: V2 (the default: one slot
+	// per frame, FrameSize and FrameCount) or V3 (frames packed into
+	// blocks, BlockSize, BlockCount and RetireTimeout). Setting a field of
+	// the other version is an error.
+	Version Version
+	// BlockSize (V3) is the size of a block in bytes, a power of two
+	// pages of at most 4 MiB (default DefaultBlockSize). A frame takes
+	// its own length plus about 100 bytes of headers; frames longer than
+	// BlockSize - MaxV3Overhead are delivered truncated.
+	BlockSize int
+	// BlockCount (V3) is the number of blocks (default DefaultBlockCount).
+	BlockCount int
+	// RetireTimeout (V3) is how long the kernel keeps filling a block
+	// that is not full before it hands the block over anyway
+	// (tp_retire_blk_tov): a whole number of milliseconds, from 1 ms
+	// (default DefaultRetireTimeout) to 65535 ms.
+	RetireTimeout time.Duration
 }
 
 // TXConfig configures OpenTX. A nil *TXConfig and zero fields mean the
@@ -136,14 +154,20 @@ type ringSocket struct {
 	rc     syscall.RawConn
 	layout Layout
 	ring   []byte
-	offs   []int
+	offs   []int // slot offsets (V2), block offsets (V3)
+
+	version int    // unix.TPACKET_V2 or unix.TPACKET_V3
+	tov     uint32 // a V3 ring's retire timeout in milliseconds; 0 for V2
 }
 
 // openRing opens a SOCK_RAW packet socket on ifindex bound with protocol 0
 // (so that it receives nothing yet), sets the options that must precede the
 // ring (PACKET_VNET_HDR, PACKET_VERSION and the extra ones in pre), creates
 // the ring (PACKET_RX_RING or PACKET_TX_RING) and maps it.
-func openRing(op string, ifindex int, ringOpt int, layout Layout, pre func(fd int) error) (_ *ringSocket, err error) {
+//
+// version is unix.TPACKET_V2 or, for an RX ring, unix.TPACKET_V3 with the
+// block retire timeout tov in milliseconds.
+func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, tov uint32, pre func(fd int) error) (_ *ringSocket, err error) {
 	// Only Index matters to Listen; HardwareAddr appears in its errors.
 	ifi, err := net.InterfaceByIndex(ifindex)
 	if err != nil {
@@ -162,7 +186,7 @@ func openRing(op string, ifindex int, ringOpt int, layout Layout, pre func(fd in
 	if err != nil {
 		return nil, err
 	}
-	s := &ringSocket{conn: conn, rc: rc, layout: layout}
+	s := &ringSocket{conn: conn, rc: rc, layout: layout, version: version, tov: tov}
 	var serr error
 	cerr := rc.Control(func(fd uintptr) {
 		serr = s.setup(int(fd), ringOpt, pre)
@@ -180,7 +204,7 @@ func (s *ringSocket) setup(fd, ringOpt int, pre func(fd int) error) error {
 	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 		return os.NewSyscallError("setsockopt PACKET_VNET_HDR", err)
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, unix.TPACKET_V2); err != nil {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VERSION, s.version); err != nil {
 		return os.NewSyscallError("setsockopt PACKET_VERSION", err)
 	}
 	if pre != nil {
@@ -189,14 +213,29 @@ func (s *ringSocket) setup(fd, ringOpt int, pre func(fd int) error) error {
 		}
 	}
 	l := s.layout
-	req := unix.TpacketReq{
-		Block_size: uint32(l.BlockSize),
-		Block_nr:   uint32(l.BlockCount),
-		Frame_size: uint32(l.FrameSize),
-		Frame_nr:   uint32(l.FrameCount),
-	}
-	if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, ringOpt, &req); err != nil {
-		return os.NewSyscallError("setsockopt PACKET_RX/TX_RING", err)
+	if s.version == unix.TPACKET_V3 {
+		// No private area per block, no rxhash: the blocks hold only
+		// the block descriptor and the frames.
+		req := unix.TpacketReq3{
+			Block_size:     uint32(l.BlockSize),
+			Block_nr:       uint32(l.BlockCount),
+			Frame_size:     uint32(l.FrameSize),
+			Frame_nr:       uint32(l.FrameCount),
+			Retire_blk_tov: s.tov,
+		}
+		if err := unix.SetsockoptTpacketReq3(fd, unix.SOL_PACKET, ringOpt, &req); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_RX_RING (TPACKET_V3)", err)
+		}
+	} else {
+		req := unix.TpacketReq{
+			Block_size: uint32(l.BlockSize),
+			Block_nr:   uint32(l.BlockCount),
+			Frame_size: uint32(l.FrameSize),
+			Frame_nr:   uint32(l.FrameCount),
+		}
+		if err := unix.SetsockoptTpacketReq(fd, unix.SOL_PACKET, ringOpt, &req); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_RX/TX_RING", err)
+		}
 	}
 	ring, err := unix.Mmap(fd, 0, l.Size(), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
 	if err != nil {
@@ -230,7 +269,8 @@ type Frame struct {
 	VLANTPID uint16
 }
 
-// RX is a TPACKET_V2 receive ring on one interface.
+// RX is a receive ring on one interface: TPACKET_V2 by default, or
+// TPACKET_V3 (RXConfig.Version).
 //
 // Receive and Release must be called from one goroutine at a time (the
 // consumer). Stats and Close may be called from any goroutine, at any time.
@@ -238,10 +278,11 @@ type RX struct {
 	s *ringSocket
 
 	// Consumer state, touched only by Receive and Release.
-	head  int                   // next slot to look at
-	tail  int                   // first slot handed out by the last Receive
-	held  int                   // slots handed out and not yet released
+	head  int                   // V2: next slot to look at
+	tail  int                   // V2: first slot handed out by the last Receive
+	held  int                   // frames handed out and not yet released
 	ready func(fd uintptr) bool // RawConn.Read callback, made once
+	v3    *rx3                  // the block walk of a V3 ring; nil for V2
 
 	// active is set while the consumer is inside Receive or holds frames;
 	// the ring is unmapped by whichever of Close and the consumer comes
@@ -281,11 +322,30 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 		// mode and flags in the high 16 bits.
 		fanoutArg = int(f.ID) | mode<<16
 	}
-	layout, err := newLayout(cfg.FrameSize, cfg.FrameCount, os.Getpagesize())
+	version, tov := unix.TPACKET_V2, uint32(0)
+	var layout Layout
+	var err error
+	switch cfg.Version {
+	case 0, V2:
+		if cfg.BlockSize != 0 || cfg.BlockCount != 0 || cfg.RetireTimeout != 0 {
+			return nil, opError(op, fmt.Errorf("%w: BlockSize, BlockCount and RetireTimeout are for TPACKET_V3 rings; a V2 ring is sized by FrameSize and FrameCount", errConfig))
+		}
+		layout, err = newLayout(cfg.FrameSize, cfg.FrameCount, os.Getpagesize())
+	case V3:
+		if cfg.FrameSize != 0 || cfg.FrameCount != 0 {
+			return nil, opError(op, fmt.Errorf("%w: FrameSize and FrameCount are for TPACKET_V2 rings; a V3 ring is sized by BlockSize and BlockCount", errConfig))
+		}
+		version = unix.TPACKET_V3
+		if tov, err = retireTimeout(cfg.RetireTimeout); err == nil {
+			layout, err = newLayout3(cfg.BlockSize, cfg.BlockCount, os.Getpagesize())
+		}
+	default:
+		err = fmt.Errorf("%w: TPACKET version %d: only V2 and V3", errConfig, int(cfg.Version))
+	}
 	if err != nil {
 		return nil, opError(op, err)
 	}
-	s, err := openRing(op, ifindex, unix.PACKET_RX_RING, layout, func(fd int) error {
+	s, err := openRing(op, ifindex, unix.PACKET_RX_RING, layout, version, tov, func(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_IGNORE_OUTGOING, 1); err != nil {
 			return os.NewSyscallError("setsockopt PACKET_IGNORE_OUTGOING", err)
 		}
@@ -295,8 +355,13 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 		return nil, err
 	}
 	r := &RX{s: s, errClosed: opError("receive", net.ErrClosed)}
-	r.ready = func(uintptr) bool {
-		return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
+	if version == unix.TPACKET_V3 {
+		r.v3 = &rx3{}
+		r.ready = r.ready3
+	} else {
+		r.ready = func(uintptr) bool {
+			return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
+		}
 	}
 	var serr error
 	cerr := s.rc.Control(func(fd uintptr) {
@@ -330,8 +395,16 @@ func htons(v uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
-// Layout returns the ring's geometry.
+// Layout returns the ring's geometry (for V3: see Layout).
 func (r *RX) Layout() Layout { return r.s.layout }
+
+// Version returns the ring's TPACKET version.
+func (r *RX) Version() Version {
+	if r.v3 != nil {
+		return V3
+	}
+	return V2
+}
 
 // Receive waits until at least one frame is ready, then fills frames with
 // up to len(frames) ready frames, in arrival order, and returns how many.
@@ -356,7 +429,13 @@ func (r *RX) Receive(frames []Frame) (int, error) {
 		return 0, nil
 	}
 	for {
-		if n := r.collect(frames); n > 0 {
+		var n int
+		if r.v3 != nil {
+			n = r.collect3(frames)
+		} else {
+			n = r.collect(frames)
+		}
+		if n > 0 {
 			return n, nil // still active: the caller holds slots
 		}
 		err := r.s.rc.Read(r.ready)
@@ -371,7 +450,7 @@ func (r *RX) Receive(frames []Frame) (int, error) {
 	}
 }
 
-// collect hands out the ready slots from head on.
+// collect hands out the ready slots of a V2 ring from head on.
 func (r *RX) collect(frames []Frame) int {
 	ring, offs := r.s.ring, r.s.offs
 	fs := r.s.layout.FrameSize
@@ -421,8 +500,18 @@ func (r *RX) collect(frames []Frame) int {
 // Release gives the slots of the last Receive back to the kernel, in order
 // (TP_STATUS_KERNEL). The frames must not be used afterwards. Release does
 // not allocate and is a no-op when nothing is held.
+//
+// On a V3 ring the kernel gets whole blocks back: those whose every frame
+// has now been handed out and released. A block that the last Receive only
+// started stays with the consumer until a later Release.
 func (r *RX) Release() {
 	if r.held == 0 {
+		return
+	}
+	if r.v3 != nil {
+		r.release3()
+		r.held = 0
+		r.leave()
 		return
 	}
 	ring, offs := r.s.ring, r.s.offs
@@ -454,16 +543,30 @@ func (r *RX) unmap() {
 
 // Stats returns the number of frames that reached the socket (received
 // into the ring or dropped) and the number dropped because the ring was full
-// (or the frame could not be described by a virtio_net_hdr), both counted
+// (or the frame could not be described by a virtio_net_hdr; on V3 also
+// while the kernel waited for user space to give back a block), both counted
 // since OpenRX. The kernel resets its counters when read (PACKET_STATISTICS);
 // RX accumulates them.
 func (r *RX) Stats() (packets, drops uint64, err error) {
 	r.statsMu.Lock()
 	defer r.statsMu.Unlock()
-	var st *unix.TpacketStats
+	var st unix.TpacketStats
 	var serr error
 	cerr := r.s.rc.Control(func(fd uintptr) {
-		st, serr = unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS)
+		if r.s.version == unix.TPACKET_V3 {
+			// V3 answers with struct tpacket_stats_v3, which adds
+			// the number of times the ring was frozen (every block
+			// held by user space).
+			var st3 *unix.TpacketStatsV3
+			if st3, serr = unix.GetsockoptTpacketStatsV3(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); serr == nil {
+				st = unix.TpacketStats{Packets: st3.Packets, Drops: st3.Drops}
+			}
+			return
+		}
+		var st2 *unix.TpacketStats
+		if st2, serr = unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); serr == nil {
+			st = *st2
+		}
 	})
 	if err := errors.Join(cerr, serr); err != nil {
 		return r.packets, r.drops, opError("stats", err)
@@ -542,7 +645,7 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 	if err != nil {
 		return nil, opError(op, err)
 	}
-	s, err := openRing(op, ifindex, unix.PACKET_TX_RING, layout, func(fd int) error {
+	s, err := openRing(op, ifindex, unix.PACKET_TX_RING, layout, unix.TPACKET_V2, 0, func(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_LOSS, 1); err != nil {
 			return os.NewSyscallError("setsockopt PACKET_LOSS", err)
 		}
@@ -573,7 +676,14 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 	t.send = func(fd uintptr) {
 		// sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): tpacket_snd sends
 		// every slot marked TP_STATUS_SEND_REQUEST from its head on.
-		_, _, t.sendErr = unix.Syscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		//
+		// A raw system call: with MSG_DONTWAIT it never sleeps, but the
+		// kernel forwards the whole batch inside it (on veth, through to
+		// the peer's stack), which takes long enough that the Go
+		// scheduler's sysmon would hand the worker's P to another
+		// thread during an ordinary Syscall, and the worker would pay
+		// for thread wake-ups and context switches on every batch.
+		_, _, t.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
 	t.free = func(uintptr) bool { return t.slotFree(t.s.offs[t.head]) }
 	return t, nil

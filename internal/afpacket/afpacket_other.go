@@ -27,6 +27,9 @@ const (
 type RXConfig struct {
 	FrameSize, FrameCount int
 	Fanout                *Fanout
+	Version               Version
+	BlockSize, BlockCount int
+	RetireTimeout         time.Duration
 }
 
 // TXConfig configures OpenTX (Linux only).
@@ -56,6 +59,7 @@ type RX struct{}
 func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) { return nil, ErrNotSupported }
 
 func (r *RX) Layout() Layout                            { return Layout{} }
+func (r *RX) Version() Version                          { return V2 }
 func (r *RX) Receive(frames []Frame) (int, error)       { return 0, ErrNotSupported }
 func (r *RX) Release()                                  {}
 func (r *RX) Stats() (packets, drops uint64, err error) { return 0, 0, ErrNotSupported }

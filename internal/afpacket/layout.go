@@ -3,6 +3,8 @@ package afpacket
 import (
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 )
 
 // TPACKET_V2 slot geometry (include/uapi/linux/if_packet.h). Every slot
@@ -83,9 +85,12 @@ var (
 	ErrNotSupported = errors.New("afpacket: not supported on this platform")
 )
 
-// Layout is the geometry of one TPACKET_V2 ring as given to the kernel
-// (struct tpacket_req). Blocks are physically contiguous and allocated in
-// power-of-two pages; slots never cross a block boundary.
+// Layout is the geometry of one ring as given to the kernel (struct
+// tpacket_req). Blocks are physically contiguous and allocated in
+// power-of-two pages; slots never cross a block boundary. A TPACKET_V3 ring
+// has no slots (frames are packed into blocks by their length): its Layout
+// has FrameSize = BlockSize and FrameCount = BlockCount, which is what the
+// kernel is told.
 type Layout struct {
 	FrameSize  int // bytes per slot, a multiple of 16
 	FrameCount int // slots in the ring (BlockCount × frames per block)
@@ -154,4 +159,143 @@ func newLayout(frameSize, frameCount, pageSize int) (Layout, error) {
 		}
 	}
 	return best, nil
+}
+
+// Version is the TPACKET version of a receive ring (RXConfig.Version). The
+// zero value means V2.
+type Version int
+
+// Versions of a receive ring. Transmit rings are always V2.
+const (
+	// V2 (TPACKET_V2) gives every frame a slot of FrameSize bytes, handed
+	// to user space the moment it is written and back to the kernel
+	// slot by slot. The default.
+	V2 Version = 2
+	// V3 (TPACKET_V3) packs frames back to back into blocks, each frame
+	// taking only its own length plus headers, and hands a block to user
+	// space when it is full or when RetireTimeout has passed since the
+	// block was opened; user space gives it back whole.
+	V3 Version = 3
+)
+
+// String returns "v2" or "v3".
+func (v Version) String() string {
+	switch v {
+	case 0, V2:
+		return "v2"
+	case V3:
+		return "v3"
+	}
+	return fmt.Sprintf("Version(%d)", int(v))
+}
+
+// ParseVersion parses "v2" or "v3" (also "2", "3", "tpacket_v2", "TPACKET_V3"),
+// as a command-line flag would give them.
+func ParseVersion(s string) (Version, error) {
+	switch strings.ToLower(s) {
+	case "v2", "2", "tpacket_v2":
+		return V2, nil
+	case "v3", "3", "tpacket_v3":
+		return V3, nil
+	}
+	return 0, fmt.Errorf("%w: TPACKET version %q: want v2 or v3", errConfig, s)
+}
+
+// TPACKET_V3 block geometry (include/uapi/linux/if_packet.h). A block
+// starts with a struct tpacket_block_desc; the frames follow back to back,
+// each a struct tpacket3_hdr, a struct sockaddr_ll, the vnet header and the
+// frame, padded to 8 bytes; see doc.go for the picture.
+const (
+	// blockDescLen is BLK_HDR_LEN = ALIGN(sizeof(struct
+	// tpacket_block_desc), 8): version, offset_to_priv (2×4) and struct
+	// tpacket_hdr_v1 (block_status, num_pkts, offset_to_first_pkt,
+	// blk_len: 4×4; seq_num: 8; ts_first_pkt, ts_last_pkt: 2×8). The
+	// first frame starts here (no private area is asked for).
+	blockDescLen = 48
+
+	// Offsets of the block descriptor's fields that this package reads.
+	blockStatusOff = 8
+	numPktsOff     = 12
+	firstPktOff    = 16
+
+	// tpacket3HdrLen is TPACKET3_HDRLEN = TPACKET_ALIGN(sizeof(struct
+	// tpacket3_hdr)) + sizeof(struct sockaddr_ll) = 48 + 20.
+	tpacket3HdrLen = 68
+
+	// pktTypeOff3 is the offset of sll_pkttype from a V3 frame's header:
+	// the sockaddr_ll starts at TPACKET_ALIGN(48) = 48.
+	pktTypeOff3 = 48 + 10
+
+	// minMACOff3 is the smallest tp_mac of a V3 frame with a vnet header
+	// (see minMACOff); for plain Ethernet the kernel uses
+	// TPACKET_ALIGN(68 + 16) + 10 - 14 = 92.
+	minMACOff3 = tpacket3HdrLen + VNetHdrLen
+
+	// MaxV3Overhead is what a frame alone in a V3 block needs besides
+	// its own bytes: the block descriptor and the frame's tp_mac, which is
+	// TPACKET_ALIGN(68 + max(maclen, 16)) + 10 - maclen: 92 for Ethernet,
+	// 106 at most. A frame longer than BlockSize - MaxV3Overhead may be
+	// truncated. (Among other frames, one takes ALIGN(tp_mac + length, 8)
+	// bytes: 152 for a 60-byte Ethernet frame.)
+	MaxV3Overhead = blockDescLen + 106
+
+	// DefaultBlockSize holds three or four 64 KiB super-frames, or about
+	// 1,700 64-byte frames (152 bytes each in the ring). Smaller blocks
+	// would hold only one super-frame; larger ones mean fewer blocks for
+	// the same memory, and a ring whose consumer stalls holds only
+	// BlockCount × RetireTimeout worth of frames at moderate rates,
+	// however large its blocks (see doc.go).
+	DefaultBlockSize = 256 << 10
+
+	// DefaultBlockCount gives a V3 ring the memory of a default V2 ring
+	// (18 MiB).
+	DefaultBlockCount = 72
+
+	// DefaultRetireTimeout is the smallest timeout the kernel takes: it
+	// counts tp_retire_blk_tov in whole milliseconds, and 0 asks it to
+	// derive one from the link speed (8 ms when the speed is unknown).
+	DefaultRetireTimeout = time.Millisecond
+
+	// maxBlockCount is the kernel's limit: it numbers blocks with an
+	// unsigned short (tpacket_kbdq_core.kactive_blk_num).
+	maxBlockCount = 1<<16 - 1
+
+	// maxRetireTimeout is the kernel's limit: tpacket_kbdq_core keeps the
+	// timeout in an unsigned short of milliseconds.
+	maxRetireTimeout = (1<<16 - 1) * time.Millisecond
+)
+
+// newLayout3 checks and completes a V3 ring's geometry (0 means the
+// defaults). Frames are not slotted in a V3 ring: the kernel checks
+// tp_frame_size and tp_frame_nr only for consistency, so the layout gives it
+// one "frame" per block (FrameSize = BlockSize, FrameCount = BlockCount).
+func newLayout3(blockSize, blockCount, pageSize int) (Layout, error) {
+	if blockSize == 0 {
+		blockSize = DefaultBlockSize
+	}
+	if blockCount == 0 {
+		blockCount = DefaultBlockCount
+	}
+	if pageSize <= 0 || pageSize&(pageSize-1) != 0 {
+		return Layout{}, fmt.Errorf("%w: page size %d", errConfig, pageSize)
+	}
+	if blockSize < pageSize || blockSize > maxBlockSize || blockSize&(blockSize-1) != 0 {
+		return Layout{}, fmt.Errorf("%w: block size %d: want a power of two from the page size (%d) to %d", errConfig, blockSize, pageSize, maxBlockSize)
+	}
+	if blockCount < 1 || blockCount > maxBlockCount {
+		return Layout{}, fmt.Errorf("%w: block count %d not in [1, %d]", errConfig, blockCount, maxBlockCount)
+	}
+	return Layout{FrameSize: blockSize, FrameCount: blockCount, BlockSize: blockSize, BlockCount: blockCount}, nil
+}
+
+// retireTimeout converts RXConfig.RetireTimeout (0: the default) to the
+// kernel's tp_retire_blk_tov in milliseconds.
+func retireTimeout(d time.Duration) (uint32, error) {
+	if d == 0 {
+		d = DefaultRetireTimeout
+	}
+	if d < time.Millisecond || d > maxRetireTimeout || d%time.Millisecond != 0 {
+		return 0, fmt.Errorf("%w: retire timeout %v: want whole milliseconds from 1ms to %v (the kernel counts milliseconds)", errConfig, d, maxRetireTimeout)
+	}
+	return uint32(d / time.Millisecond), nil
 }

@@ -50,10 +50,13 @@ func Require(t testing.TB) {
 
 var seq atomic.Uint32
 
-// Name returns a name unique to this process, at most 15 bytes (the limit
-// of an interface name), starting with prefix (shortened if needed).
+// Name returns a name unique among the processes running, at most 15 bytes
+// (the limit of an interface name), starting with prefix (shortened if
+// needed). The process ID has a fixed width, so that the names of two
+// processes (tests running at the same time) never meet: "1a2b"+"3" and
+// "1a2"+"b3" would.
 func Name(prefix string) string {
-	suffix := fmt.Sprintf("%x%x", os.Getpid()&0xffff, seq.Add(1))
+	suffix := fmt.Sprintf("%06x%x", os.Getpid()&0xffffff, seq.Add(1))
 	if max := 15 - len(suffix); len(prefix) > max {
 		prefix = prefix[:max]
 	}
