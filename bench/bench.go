@@ -442,6 +442,7 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 	ratios(rep.Results)
 	latencyRatios(rep.Latency)
 	tcpRatios(rep.TCP)
+	rep.Targets = targets(rep)
 	rep.ElapsedS = time.Since(start).Seconds()
 	return rep, ctx.Err()
 }

@@ -94,6 +94,7 @@ type Report struct {
 	Results   []Result        `json:"results"`
 	Latency   []LatencyResult `json:"latency,omitempty"`
 	TCP       []TCPResult     `json:"tcp,omitempty"`
+	Targets   []Target        `json:"targets,omitempty"`
 	Skipped   []Skipped       `json:"skipped,omitempty"`
 	Warnings  []string        `json:"warnings,omitempty"`
 	Failed    []Skipped       `json:"failed,omitempty"`
@@ -238,6 +239,10 @@ func printTable(w io.Writer, rep *Report) {
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "conn/s: new connections (a request each, keep-alive off); req/s: keep-alive requests; bulk: upload, client to servers; ×direct: ratio to the client going straight to the servers (routed by the director's kernel).")
+	}
+	if len(rep.Targets) > 0 {
+		fmt.Fprintln(w)
+		printTargets(w, rep.Targets)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "pinning: generator CPU %d, gvs CPU %d; RPS off; offloads (kernel defaults, unchanged): %s\n",

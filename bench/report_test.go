@@ -270,3 +270,55 @@ func TestSelected(t *testing.T) {
 		}
 	}
 }
+
+func TestTargets(t *testing.T) {
+	rep := &Report{
+		Results: []Result{
+			{Path: "kernel", Size: 64, Flows: 1024, PPS: Summary{Median: 500}},
+			{Path: "nft-dnat", Size: 64, Flows: 1024, PPS: Summary{Median: 400}},
+			{Path: "gvs-dr", Size: 64, Flows: 1024, PPS: Summary{Median: 600}},
+			{Path: "gvs-dr", Size: 1500, Flows: 1024, PPS: Summary{Median: 100}},
+			{Path: "gvs-nat", Size: 64, Flows: 1024, PPS: Summary{Median: 500}},
+			{Path: "gvs-dr", Size: 64, Flows: 1 << 20, PPS: Summary{Median: 540}},
+		},
+		Latency: []LatencyResult{{Path: "kernel", RatePPS: 50000}, {Path: "gvs-dr", RatePPS: 50000, AddedP99Us: 120}},
+		TCP: []TCPResult{
+			{Path: "direct", Test: "bulk", Value: Summary{Median: 10}},
+			{Path: "gvs-nat", Test: "bulk", Value: Summary{Median: 9.5}},
+		},
+	}
+	rep.Config.ManyFlows = 1 << 20
+	got := map[string]Target{}
+	for _, tg := range targets(rep) {
+		got[tg.What] = tg
+	}
+	for what, want := range map[string]struct {
+		got        float64
+		met, known bool
+	}{
+		"gvs-dr pps / kernel pps (64 B, 1K flows)":           {1.2, true, true},
+		"gvs-dr pps / nft-dnat pps (64 B, 1K flows)":         {1.5, true, true},
+		"gvs-nat pps / gvs-dr pps":                           {500.0 / 600, false, true},
+		"gvs-tun pps / gvs-dr pps":                           {0, false, false},
+		"gvs-dr pps with 1M flows / with 1K":                 {0.9, true, true},
+		"TCP bulk: gvs-nat / direct":                         {0.95, true, true},
+		"TCP bulk: gvs-dr / direct":                          {0, false, false},
+		"p99 latency added by gvs-dr over kernel at 50k pps": {120, false, true},
+	} {
+		g, ok := got[what]
+		if !ok {
+			t.Errorf("no target %q", what)
+			continue
+		}
+		if math.Abs(g.Got-want.got) > 1e-9 || g.Met != want.met || g.Known != want.known {
+			t.Errorf("%s: got %v met %v known %v, want %v %v %v", what, g.Got, g.Met, g.Known, want.got, want.met, want.known)
+		}
+	}
+	var b bytes.Buffer
+	printTargets(&b, targets(rep))
+	for _, want := range []string{"1.20×", "met", "MISSED", "not measured", "+120.0 µs"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("targets lack %q:\n%s", want, b.String())
+		}
+	}
+}
