@@ -68,7 +68,8 @@
 // the sinks' namespaces) on port 80 and a discard server on 5001; the
 // client is wrk in the generator's namespace. Paths:
 //
-//	direct       the client connects to the servers' own addresses, routed by the director's kernel
+//	direct       the client connects to a server's own address, routed by the director's kernel
+//	             (wrk: the first server, both being this one process; bulk: one connection to each)
 //	nft-dnat     nftables DNAT of VIP:80 (numgen inc mod 2 map)
 //	haproxy      HAProxy in TCP mode on the director (VIP on its lo), roundrobin
 //	gvs-dr, gvs-nat, gvs-fullnat, gvs-tun   gvs, services on VIP:80 and VIP:5001
