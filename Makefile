@@ -50,13 +50,13 @@ fuzz:
 fuzz-short:
 	GO=$(GO) GOFLAGS="$(GOFLAGS)" .ci/fuzz 10s
 
-# The forwarding benchmark (root): kernel forwarding against gvs in
-# namespaces, pps, loss and CPU per packet; see bench/ and README.md.
-# BENCHFLAGS passes options, e.g. BENCHFLAGS='--duration 10s --json out.json'.
+# The forwarding benchmark (root), `gvs bench`: kernel forwarding, nftables
+# DNAT, HAProxy and every gvs mode in namespaces; pps, loss, CPU per packet,
+# latency, TCP; see bench/ and README.md ("Benchmark").
+# BENCHFLAGS passes options, e.g. BENCHFLAGS='--json out.json --svg out.svg'.
 BENCHFLAGS ?=
 bench: build
-	$(GO) build $(GOFLAGS) -o $(BIN)/gvs-bench ./bench
-	$(BIN)/gvs-bench --gvs $(BIN)/gvs --gvsadm $(BIN)/gvsadm $(BENCHFLAGS)
+	$(BIN)/gvs bench --gvs $(BIN)/gvs --gvsadm $(BIN)/gvsadm $(BENCHFLAGS)
 
 bench-quick: BENCHFLAGS += --quick
 bench-quick: bench

@@ -1,8 +1,10 @@
-package main
+package bench
 
 import (
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,23 +15,35 @@ import (
 	"github.com/gvs-project/gvs/internal/nstest"
 )
 
-// TestQuick runs the tool as CI does (--quick, one 1 s point of 64-byte
-// frames per path) in its own namespaces, and checks that every path that
-// ran delivered packets, that the kernel and gvs paths did run, and that
-// the JSON file parses and agrees with the table. It needs root; it takes
-// 10 to 30 s (most of it building gvs when the build cache is cold).
+// TestQuick runs the tool as CI does (--quick: one short run of 64-byte
+// frames per UDP path, a latency run per path, one run of each TCP test)
+// in its own namespaces, and checks the numbers are sane: every UDP path
+// delivered packets to both sinks, every latency point received stamped
+// frames with ordered percentiles, every TCP test moved requests or bytes;
+// that every path ran or was skipped with a reason (under CI=true, where
+// .ci/run installs nftables, haproxy and wrk, that every path ran); that
+// the JSON and SVG files parse and agree with the table; and that no
+// namespace is left. It needs root; it takes about a minute (more when
+// the build cache is cold).
 func TestQuick(t *testing.T) {
 	nstest.Require(t)
 	if testing.Short() {
 		t.Skip("skipping the end-to-end benchmark in -short mode")
 	}
-	file := filepath.Join(t.TempDir(), "out.json")
+	dir := t.TempDir()
+	file, svg := filepath.Join(dir, "out.json"), filepath.Join(dir, "out.svg")
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--quick", "--duration", "1s", "--json", file}, &stdout, &stderr)
+	// --no-install outside CI: a developer's machine is not changed by a
+	// test (CI installs the tools in .ci/run).
+	args := []string{"--quick", "--json", file, "--svg", svg}
+	if !nstest.InCI() {
+		args = append(args, "--no-install")
+	}
+	code := Main(args, &stdout, &stderr, "")
 	t.Logf("stdout:\n%s", stdout.String())
 	t.Logf("stderr:\n%s", stderr.String())
 	if code != 0 {
-		t.Fatalf("run exited with %d", code)
+		t.Fatalf("Main exited with %d", code)
 	}
 	b, err := os.ReadFile(file)
 	if err != nil {
@@ -42,15 +56,26 @@ func TestQuick(t *testing.T) {
 	if rep.Version != reportVersion || !rep.Config.Quick || len(rep.Failed) != 0 {
 		t.Errorf("report: version %d, quick %v, failed %v", rep.Version, rep.Config.Quick, rep.Failed)
 	}
+	skipped := map[string]string{}
+	for _, s := range rep.Skipped {
+		if s.Reason == "" {
+			t.Errorf("%s skipped without a reason", s.Path)
+		}
+		skipped[s.Path] = s.Reason
+	}
+	if nstest.InCI() && len(skipped) > 0 {
+		t.Errorf("under CI every path must run (.ci/run installs their tools); skipped: %v", skipped)
+	}
+
 	ran := map[string]bool{}
 	for _, r := range rep.Results {
 		ran[r.Path] = true
-		if r.Size != 64 || len(r.Samples) != 1 {
-			t.Errorf("%s: size %d with %d samples, want 64 with 1", r.Path, r.Size, len(r.Samples))
+		if r.Size != 64 || r.Flows != 1024 || len(r.Samples) != 1 {
+			t.Errorf("%s: size %d, %d flows, %d samples; want 64, 1024, 1", r.Path, r.Size, r.Flows, len(r.Samples))
 		}
 		s := r.Samples[0]
-		if r.PPS.Median <= 0 || s.Delivered == 0 {
-			t.Errorf("%s: %v pps, %d delivered: want some", r.Path, r.PPS.Median, s.Delivered)
+		if r.PPS.Median <= 0 || s.Delivered == 0 || s.LossPct < 0 || s.LossPct > 100 {
+			t.Errorf("%s: %v pps, %d delivered, loss %.1f%%: want some, and a loss in [0, 100]", r.Path, r.PPS.Median, s.Delivered, s.LossPct)
 		}
 		for i, n := range s.PerSink {
 			if n == 0 {
@@ -64,19 +89,65 @@ func TestQuick(t *testing.T) {
 			t.Errorf("%s is in the JSON but not in the table", r.Path)
 		}
 	}
-	for _, p := range []string{"kernel", "gvs-dr"} {
+	for _, p := range pathNames() {
+		if ran[p] == (skipped[p] != "") {
+			t.Errorf("UDP path %s: ran %v, skipped %q: want exactly one", p, ran[p], skipped[p])
+		}
+	}
+	for _, p := range []string{"kernel", "gvs-dr", "gvs-nat", "gvs-tun", "gvs-fullnat"} {
 		if !ran[p] {
 			t.Errorf("path %s did not run", p)
 		}
 	}
-	for _, s := range rep.Skipped {
-		if ran[s.Path] {
-			t.Errorf("%s both ran and was skipped", s.Path)
+
+	lat := map[string]bool{}
+	for _, l := range rep.Latency {
+		lat[l.Path] = true
+		s := l.Samples[0]
+		if s.Received == 0 || !(0 < s.P50Us && s.P50Us <= s.P99Us && s.P99Us <= s.MaxUs && s.MaxUs < 1e6) {
+			t.Errorf("%s latency: %d received, p50 %v, p99 %v, max %v µs: want some, ordered, under a second", l.Path, s.Received, s.P50Us, s.P99Us, s.MaxUs)
 		}
 	}
+	for p := range ran {
+		if !lat[p] {
+			t.Errorf("%s has no latency point", p)
+		}
+	}
+
+	tcp := map[string]bool{}
+	for _, r := range rep.TCP {
+		tcp[r.Path+" "+r.Test] = true
+		if r.Value.Median <= 0 || len(r.Samples) != 1 {
+			t.Errorf("tcp %s %s: %v %s over %d runs: want one run, above 0", r.Path, r.Test, r.Value.Median, r.Unit, len(r.Samples))
+		}
+	}
+	for _, p := range allTCPPaths() {
+		name := "tcp " + p.Name()
+		for _, test := range p.Tests() {
+			if tcp[p.Name()+" "+test] {
+				continue
+			}
+			if skipped[name] == "" && (test == testBulk || skipped[name+" conn/s, req/s"] == "") {
+				t.Errorf("%s %s neither ran nor was skipped", name, test)
+			}
+		}
+	}
+
+	sb, err := os.ReadFile(svg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := xml.NewDecoder(bytes.NewReader(sb)); ; {
+		if _, err := d.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("the SVG does not parse: %v", err)
+		}
+	}
+
 	// Nothing left behind.
 	out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
-	if strings.Contains(string(out), "gvsb"+strconv.Itoa(os.Getpid())+"-") {
+	if strings.Contains(string(out), "gvsb"+strconv.Itoa(os.Getpid())) {
 		t.Errorf("namespaces left behind:\n%s", out)
 	}
 }

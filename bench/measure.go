@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -15,6 +15,12 @@ import (
 
 // Source ports: flow i sends from basePort+i (1024 flows: 10000..11023).
 const basePort = 10000
+
+// Many flows come from manySrc and the addresses after it (in the
+// benchmarking range, as if behind a router), manyPorts ports each.
+var manySrc = [4]byte{198, 19, 0, 1}
+
+const manyPorts = 32768
 
 // Warm-up: before a path's first point the generator runs for warmup,
 // again until every sink has received something, for at most
@@ -67,7 +73,36 @@ func (r *runner) frames(s *setup, size, flows int) (*pktgen.Frames, error) {
 	for _, d := range s.Dsts {
 		spec.Dsts = append(spec.Dsts, d.As4())
 	}
+	if basePort+flows-1 > 0xffff {
+		spec.Src = manySrc
+		spec.Srcs = (flows + manyPorts - 1) / manyPorts
+	}
 	return spec.Build()
+}
+
+// primeMax bounds the time prime sends.
+const primeMax = 30 * time.Second
+
+// prime sends until every flow of f has been sent once (more if frames
+// were lost on the way), so that the forwarder's connection table holds
+// them all.
+func (r *runner) prime(ctx context.Context, f *pktgen.Frames) error {
+	var sent uint64
+	for deadline := time.Now().Add(primeMax); sent < uint64(f.Flows()); {
+		res, err := r.gen.Run(ctx, f, 200*time.Millisecond)
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sent += res.Frames - res.Refused
+		if time.Now().After(deadline) {
+			return fmt.Errorf("priming %d flows: only %d frames sent in %v", f.Flows(), sent, primeMax)
+		}
+	}
+	_, err := r.drain()
+	return err
 }
 
 // sinkCounts reads every sink's received-packet counter.

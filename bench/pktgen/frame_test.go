@@ -26,8 +26,10 @@ func testSpec(size int) Spec {
 // TestFrames checks every flow's frame of several sizes against the
 // headers it must carry and against checksums computed from scratch.
 func TestFrames(t *testing.T) {
-	for _, size := range []int{MinSize, 128, 1500, MaxSize} {
+	for _, tc := range []struct{ size, srcs int }{{MinSize, 0}, {128, 0}, {1500, 0}, {MaxSize, 0}, {MinSize, 3}, {1500, 32}} {
+		size := tc.size
 		s := testSpec(size)
+		s.Srcs = tc.srcs
 		f, err := s.Build()
 		if err != nil {
 			t.Fatal(err)
@@ -49,18 +51,22 @@ func TestFrames(t *testing.T) {
 			}
 			ip := hdr.IPv4(b[hdr.EthernetLen:])
 			wantDst := s.Dsts[flow%len(s.Dsts)]
+			srcs := max(s.Srcs, 1)
+			wantSrc := s.Src
+			wantSrc[3] += byte(flow % srcs) // no carry with these addresses
+			wantPort := s.BasePort + uint16(flow/srcs)
 			if ip.Version() != 4 || ip.HeaderLen() != 20 || ip.TotalLen() != n-14 || ip.Protocol() != hdr.ProtoUDP ||
-				ip.Source() != s.Src || ip.Destination() != wantDst || ip.TTL() != ttl || !ip.DontFragment() || ip.IsFragment() {
+				ip.Source() != wantSrc || ip.Destination() != wantDst || ip.TTL() != ttl || !ip.DontFragment() || ip.IsFragment() {
 				t.Fatalf("size %d flow %d: bad IPv4 header % x", size, flow, b[14:34])
 			}
 			if c := hdr.Fold(hdr.Sum(ip[:20], 0)); c != 0xffff {
 				t.Fatalf("size %d flow %d: IPv4 checksum does not verify (sum %#x)", size, flow, c)
 			}
 			udp := hdr.UDP(ip[20:ip.TotalLen()])
-			if udp.SourcePort() != s.BasePort+uint16(flow) || udp.DestinationPort() != s.DstPort || udp.Length() != len(udp) {
+			if udp.SourcePort() != wantPort || udp.DestinationPort() != s.DstPort || udp.Length() != len(udp) {
 				t.Fatalf("size %d flow %d: bad UDP header % x", size, flow, udp[:8])
 			}
-			if c := hdr.Fold(hdr.Sum(udp, hdr.PseudoHeaderSum(s.Src, wantDst, hdr.ProtoUDP, len(udp)))); c != 0xffff {
+			if c := hdr.Fold(hdr.Sum(udp, hdr.PseudoHeaderSum(wantSrc, wantDst, hdr.ProtoUDP, len(udp)))); c != 0xffff {
 				t.Fatalf("size %d flow %d: UDP checksum %#04x does not verify", size, flow, udp.Checksum())
 			}
 			if !bytes.HasPrefix(udp[8:], marker) {
@@ -107,6 +113,8 @@ func TestSpecErrors(t *testing.T) {
 		{"no flows", func(s *Spec) { s.Flows = 0 }},
 		{"ports overflow", func(s *Spec) { s.BasePort = 65000; s.Flows = 1000 }},
 		{"port 0", func(s *Spec) { s.DstPort = 0 }},
+		{"sources overflow", func(s *Spec) { s.Srcs = 2; s.BasePort = 65000; s.Flows = 2000 }},
+		{"too many sources", func(s *Spec) { s.Srcs = MaxSrcs + 1 }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := testSpec(MinSize)
@@ -151,5 +159,47 @@ func BenchmarkWrite(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestWriteStamped checks that a stamped frame carries its stamp, that its
+// UDP checksum still verifies, and that Stamp finds it again, also inside
+// an IPIP wrapper.
+func TestWriteStamped(t *testing.T) {
+	s := testSpec(MinSize)
+	s.Srcs = 4
+	f, err := s.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, f.Len())
+	for i, stamp := range []int64{0, 1, 1767225600123456789, -1, 0x7fffffffffffffff} {
+		flow := i * 37 % s.Flows
+		f.WriteStamped(buf, flow, stamp)
+		ip := hdr.IPv4(buf[hdr.EthernetLen:])
+		udp := hdr.UDP(ip[20:ip.TotalLen()])
+		if c := hdr.Fold(hdr.Sum(udp, hdr.PseudoHeaderSum(ip.Source(), ip.Destination(), hdr.ProtoUDP, len(udp)))); c != 0xffff {
+			t.Errorf("stamp %d: UDP checksum %#04x does not verify", stamp, udp.Checksum())
+		}
+		if got, ok := Stamp(buf); !ok || got != stamp {
+			t.Errorf("Stamp = %d, %v; want %d", got, ok, stamp)
+		}
+		// The same inside an outer IPv4 header (LVS-TUN).
+		wrapped := append(append(append([]byte(nil), buf[:14]...), ip[:20]...), ip...)
+		wrapped[14+9] = ipProtoIPIP
+		if got, ok := Stamp(wrapped); !ok || got != stamp {
+			t.Errorf("Stamp(IPIP) = %d, %v; want %d", got, ok, stamp)
+		}
+	}
+	f.Write(buf, 0)
+	buf[hdr.EthernetLen+20+8] = 'X' // no marker
+	if _, ok := Stamp(buf); ok {
+		t.Error("Stamp found a stamp in a frame without the marker")
+	}
+	if _, ok := Stamp(buf[:30]); ok {
+		t.Error("Stamp found a stamp in a truncated frame")
+	}
+	if n := testing.AllocsPerRun(100, func() { f.WriteStamped(buf, 5, 42) }); n != 0 {
+		t.Errorf("WriteStamped allocates %v times, want 0", n)
 	}
 }

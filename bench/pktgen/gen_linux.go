@@ -47,6 +47,19 @@ type Config struct {
 type Generator struct {
 	cfg Config
 	tx  *afpacket.TX
+	// The flow the next run starts with: a run goes on where the last
+	// one with the same Frames stopped, so that runs shorter than a
+	// cycle through the flows still visit them all in turn.
+	last *Frames
+	next int
+}
+
+// cursor returns the flow a run of f starts with.
+func (g *Generator) cursor(f *Frames) int {
+	if g.last != f || g.next >= f.Flows() {
+		g.last, g.next = f, 0
+	}
+	return g.next
 }
 
 // Open opens a transmit ring on the interface with index ifindex. The
@@ -93,8 +106,10 @@ type Result struct {
 // Elapsed is End - Start.
 func (r Result) Elapsed() time.Duration { return r.End.Sub(r.Start) }
 
-// Run sends frames, cycling through the flows, for d or until ctx is done,
-// on a thread pinned to Config.CPU. It returns early only if pinning fails.
+// Run sends frames, cycling through the flows (from where the last run of
+// the same f stopped), for d or until ctx is done, on a thread pinned to
+// Config.CPU. It returns early only if pinning fails. Runs must not
+// overlap.
 func (g *Generator) Run(ctx context.Context, f *Frames, d time.Duration) (Result, error) {
 	if f.Len() > g.tx.MaxFrame() {
 		return Result{}, fmt.Errorf("pktgen: %d-byte frames do not fit %d-byte slots", f.Len(), g.tx.MaxFrame())
@@ -129,7 +144,8 @@ func (g *Generator) loop(ctx context.Context, f *Frames, d time.Duration) Result
 	var r Result
 	r.Start = time.Now()
 	deadline := r.Start.Add(d)
-	flow := 0
+	flow := g.cursor(f)
+	defer func() { g.next = flow }()
 	for {
 		for range batch {
 			_, buf, ok := tx.Slot()
@@ -170,4 +186,92 @@ func (g *Generator) finish(r Result, drops0 uint64) Result {
 	r.End = time.Now()
 	r.Refused = g.tx.Drops() - drops0
 	return r
+}
+
+// timerSlack is the paced sender's timer slack (prctl PR_SET_TIMERSLACK):
+// 1 ns instead of the default 50 µs, so that a sleep of a few tens of
+// microseconds between frames ends on time.
+const timerSlack = 1
+
+// RunPaced sends one stamped frame per sendto at rate frames per second,
+// cycling through the flows, for d or until ctx is done, on a thread
+// pinned to Config.CPU. Each frame carries the time it was handed to the
+// kernel (WriteStamped with time.Now().UnixNano(), CLOCK_REALTIME, the
+// clock the kernel stamps received frames with), taken right before its
+// sendto. Between frames the thread sleeps (nanosleep with a 1 ns timer
+// slack) rather than spin, so that the CPU stays free for the softirq work
+// and whatever else runs there; a frame whose time has passed is sent at
+// once, and the schedule never runs more than one frame ahead.
+func (g *Generator) RunPaced(ctx context.Context, f *Frames, d time.Duration, rate int) (Result, error) {
+	if rate <= 0 {
+		return Result{}, fmt.Errorf("pktgen: rate %d frames/s", rate)
+	}
+	if f.Len() > g.tx.MaxFrame() {
+		return Result{}, fmt.Errorf("pktgen: %d-byte frames do not fit %d-byte slots", f.Len(), g.tx.MaxFrame())
+	}
+	type out struct {
+		r   Result
+		err error
+	}
+	done := make(chan out, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked, as in Run
+		if g.cfg.CPU >= 0 {
+			var set unix.CPUSet
+			set.Set(g.cfg.CPU)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				done <- out{err: fmt.Errorf("pktgen: pinning to CPU %d: %w", g.cfg.CPU, os.NewSyscallError("sched_setaffinity", err))}
+				return
+			}
+		}
+		if err := unix.Prctl(unix.PR_SET_TIMERSLACK, timerSlack, 0, 0, 0); err != nil {
+			done <- out{err: fmt.Errorf("pktgen: %w", os.NewSyscallError("prctl PR_SET_TIMERSLACK", err))}
+			return
+		}
+		done <- out{r: g.paced(ctx, f, d, time.Second/time.Duration(rate))}
+	}()
+	o := <-done
+	return o.r, o.err
+}
+
+func (g *Generator) paced(ctx context.Context, f *Frames, d, interval time.Duration) Result {
+	tx, flows := g.tx, f.Flows()
+	stop := ctx.Done()
+	drops0 := tx.Drops()
+	var r Result
+	r.Start = time.Now()
+	deadline := r.Start.Add(d)
+	next := r.Start
+	flow := g.cursor(f)
+	defer func() { g.next = flow }()
+	for {
+		now := time.Now()
+		if !now.Before(deadline) {
+			return g.finish(r, drops0)
+		}
+		if wait := next.Sub(now); wait > 0 {
+			ts := unix.NsecToTimespec(int64(wait))
+			_ = unix.Nanosleep(&ts, nil) // EINTR: a frame slightly early
+		} else if -wait > interval {
+			next = now // fallen behind by more than a frame: no burst to catch up
+		}
+		next = next.Add(interval)
+		_, buf, ok := tx.Slot()
+		if !ok {
+			r.Stalls++
+			_ = tx.Flush()
+			continue
+		}
+		tx.Commit(f.WriteStamped(buf, flow, time.Now().UnixNano()))
+		_ = tx.Flush()
+		r.Frames++
+		if flow++; flow == flows {
+			flow = 0
+		}
+		select {
+		case <-stop:
+			return g.finish(r, drops0)
+		default:
+		}
+	}
 }

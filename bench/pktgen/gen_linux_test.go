@@ -155,3 +155,69 @@ func TestGeneratorStops(t *testing.T) {
 		t.Errorf("a cancelled Run sent %d frames, want at most one batch (%d)", res.Frames, DefaultBatch)
 	}
 }
+
+// TestRunPacedReceiver sends stamped frames at a fixed rate over a veth
+// pair to a Receiver and checks that every frame's latency was recorded,
+// that latencies are plausible (non-negative, far below a second), and
+// that the sender never ran ahead of its schedule (on a busy machine it
+// may fall behind, which is not checked: it depends on the load).
+func TestRunPacedReceiver(t *testing.T) {
+	nstest.Require(t)
+	a, b := nstest.NewNS(t, "pra"), nstest.NewNS(t, "prb")
+	nstest.Veth(t, a, "eth0", b, "eth0")
+	var rcv *Receiver
+	if err := b.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		rcv, err = OpenReceiver(ifi.Index)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer rcv.Close()
+	var g *Generator
+	if err := a.Do(func() error {
+		ifi, err := net.InterfaceByName("eth0")
+		if err != nil {
+			return err
+		}
+		g, err = Open(ifi.Index, Config{CPU: 0})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	spec := testSpec(MinSize)
+	spec.Flows = 5
+	f, err := spec.Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rate, d = 10000, 200 * time.Millisecond
+	res, err := g.RunPaced(context.Background(), f, d, rate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if most := uint64(float64(rate)*res.Elapsed().Seconds()) + 1; res.Frames == 0 || res.Frames > most {
+		t.Errorf("sent %d frames in %v at %d/s: want some, at most %d", res.Frames, res.Elapsed(), rate, most)
+	}
+	rcv.Flush()
+	lat, bad := rcv.Latencies()
+	drops, err := rcv.Drops()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if uint64(len(lat))+bad+drops != res.Frames {
+		t.Errorf("sent %d stamped frames; receiver has %d latencies, %d negative, %d dropped", res.Frames, len(lat), bad, drops)
+	}
+	for _, l := range lat {
+		if l < 0 || l > int64(time.Second) {
+			t.Fatalf("latency %v out of range", time.Duration(l))
+		}
+	}
+	if _, err := g.RunPaced(context.Background(), f, d, 0); err == nil {
+		t.Error("RunPaced with rate 0: no error")
+	}
+}

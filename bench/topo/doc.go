@@ -34,6 +34,20 @@
 // receive work stays on the CPU that sent the frame. Offloads keep the
 // kernel's defaults.
 //
+// The sinks' side (the director's eth1, the bridge, the sinks) has MTU
+// SinkMTU (1600): LVS-TUN's outer header fits behind a full 1500-byte
+// packet there, as on a real TUN deployment's server network. The
+// generator's side keeps 1500.
+//
+// Config.TCP builds the variant for TCP with real clients and servers: no
+// ingress drop; the generator and the sinks route through the director,
+// which forwards (the "direct" baseline, and the return path of direct
+// routing and tunnelling, as a router would be); the sinks hold the VIP on
+// lo with arp_ignore/arp_announce (LVS-DR's real-server set-up). See tcp.go.
+//
+// Offloads reads each interface's offload settings (SIOCETHTOOL), so that
+// a report can say what they were.
+//
 // Names are unique per process (a prefix with the pid); Close deletes every
 // namespace New created, and with them every interface.
 package topo

@@ -31,6 +31,16 @@ var (
 // Bridge is the bridge's name in the switch namespace.
 const Bridge = "br0"
 
+// SinkMTU is the MTU of the sinks' side (the director's eth1, the bridge,
+// the sinks): room for LVS-TUN's 20-byte outer header behind a full
+// 1500-byte packet, as a TUN deployment gives its real servers' network
+// (the generator's side keeps 1500).
+const SinkMTU = 1600
+
+// LocalAddr is the FULLNAT local address: on the sinks' subnet, held by
+// gvs (which answers ARP for it), not by the director's kernel.
+var LocalAddr = netip.MustParseAddr("198.18.1.200")
+
 // Iface is one interface of the topology.
 type Iface struct {
 	NS   string       // network namespace
@@ -52,6 +62,12 @@ type Config struct {
 	// Log receives every command New and Close run, as a shell line;
 	// nil means quiet.
 	Log io.Writer
+	// TCP builds the variant for TCP between real clients and servers
+	// (see the package doc): the sinks keep what they receive, the
+	// generator and the sinks route through the director, which
+	// forwards (ip_forward=1), and the sinks hold the VIP on lo for
+	// direct routing.
+	TCP bool
 }
 
 // Topology is the built network.
@@ -189,10 +205,25 @@ func (t *Topology) build(ctx context.Context) error {
 		}
 	}
 
-	// Addresses, links up.
+	// The sinks' side gets room for an outer header.
+	for _, p := range ports {
+		if err := t.run(ctx, t.Switch, "ip", "link", "set", p.Name, "mtu", fmt.Sprint(SinkMTU)); err != nil {
+			return err
+		}
+	}
+	if err := t.run(ctx, t.Switch, "ip", "link", "set", Bridge, "mtu", fmt.Sprint(SinkMTU)); err != nil {
+		return err
+	}
+
+	// Addresses, MTUs, links up.
 	for _, ifc := range append([]Iface{t.Gen, t.DirIn, t.DirOut}, t.Sinks...) {
+		mtu := 1500
+		if ifc != t.Gen && ifc != t.DirIn {
+			mtu = SinkMTU
+		}
 		if err := t.runAll(ctx, ifc.NS,
 			[]string{"ip", "addr", "add", ifc.Addr.String(), "dev", ifc.Name},
+			[]string{"ip", "link", "set", ifc.Name, "mtu", fmt.Sprint(mtu)},
 			[]string{"ip", "link", "set", ifc.Name, "up"},
 		); err != nil {
 			return err
@@ -219,9 +250,19 @@ func (t *Topology) build(ctx context.Context) error {
 		}
 	}
 
+	if t.cfg.TCP {
+		if err := t.tcp(ctx); err != nil {
+			return err
+		}
+	}
+
 	// The sinks swallow IPv4 at ingress.
 	t.SinkDrop = SinkDropIngress
 	for _, sk := range t.Sinks {
+		if t.cfg.TCP {
+			t.SinkDrop = SinkKeep
+			break
+		}
 		err := netns.Do(sk.NS, func() error { return sinkDrop(sk.Name) })
 		if err == nil {
 			t.logf(sk.NS, []string{"nft", "add", "table", "netdev", sinkTable, "{ chain in { type filter hook ingress device", sk.Name, "priority 0; policy accept; meta protocol ip drop; }; }"})

@@ -2,10 +2,14 @@ package topo
 
 import (
 	"context"
+	"io"
+	"net"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/gvs-project/gvs/internal/netns"
 	"github.com/gvs-project/gvs/internal/nstest"
 )
 
@@ -72,5 +76,65 @@ func TestNewClose(t *testing.T) {
 	}
 	if _, err := top.Counters(top.Gen); err == nil {
 		t.Error("Counters after Close: no error")
+	}
+}
+
+// TestTCP builds the TCP variant and checks, with real TCP between the
+// namespaces, that the client reaches a sink's server through the
+// director's forwarding and gets its answer back, that the sinks hold the
+// VIP on lo and the sinks' side has SinkMTU, and that offloads are read.
+func TestTCP(t *testing.T) {
+	nstest.Require(t)
+	prefix := nstest.Name("gvsbt")
+	top, err := New(context.Background(), Config{Prefix: prefix, TCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer top.Close()
+	if top.SinkDrop != SinkKeep {
+		t.Errorf("SinkDrop = %q, want SinkKeep", top.SinkDrop)
+	}
+	var ln net.Listener
+	if err := netns.Do(top.Sinks[1].NS, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", ":7777")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		io.WriteString(c, "hello from sink2\n")
+	}()
+	var c net.Conn
+	if err := netns.Do(top.Gen.NS, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", top.Sinks[1].Addr.Addr().String()+":7777", 5*time.Second)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(c)
+	c.Close()
+	if err != nil || string(b) != "hello from sink2\n" {
+		t.Errorf("read %q, %v", b, err)
+	}
+	out, err := top.Run(context.Background(), top.Sinks[0].NS, "ip", "addr", "show", "dev", "lo")
+	if err != nil || !strings.Contains(out, VIP.String()+"/32") {
+		t.Errorf("sink1's lo lacks the VIP: %v\n%s", err, out)
+	}
+	out, err = top.Run(context.Background(), top.Sinks[0].NS, "ip", "link", "show", "dev", "eth0")
+	if err != nil || !strings.Contains(out, "mtu 1600") {
+		t.Errorf("sink1's eth0 MTU is not %d: %v\n%s", SinkMTU, err, out)
+	}
+	off, err := top.Offloads(top.Gen)
+	if err != nil || !strings.Contains(off, "tso ") || strings.Contains(off, "?") {
+		t.Errorf("Offloads = %q, %v", off, err)
 	}
 }

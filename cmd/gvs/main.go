@@ -7,6 +7,7 @@
 //	gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
 //	                                                 make this host an LVS real server for VIP (DR; TUN with --tun)
 //	gvs demo                                         run the seed's LVS-DR lab in network namespaces
+//	gvs bench [--quick] [flags]                      the forwarding benchmark (make bench; see package bench)
 //	gvs version
 //
 // Configure it with gvsadm, as you would configure IPVS with ipvsadm.
@@ -46,6 +47,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return realServer(args[1:], stdout, stderr)
 		case "demo":
 			return demo(args[1:], stdout, stderr)
+		case "bench":
+			return benchmark(args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintf(stdout, "gvs %s (IPVS %s semantics)\n", director.Version, director.IPVSVersion)
 			return 0
@@ -62,6 +65,7 @@ func daemon(args []string, stderr io.Writer) int {
   gvs -i IFACE [-i IFACE ...] [options]       run the director
   gvs realserver --vip VIP [--dev IFACE] [--tun [--director ADDR]] [--undo]
   gvs demo [--mode dr|nat|tun|fullnat] [--trace] [--keep]  the seed's LVS lab in network namespaces (root)
+  gvs bench [--quick] [flags]                  the forwarding benchmark in network namespaces (root)
   gvs version
 
 Options:
