@@ -101,6 +101,9 @@ type Table[D Dest] struct {
 
 	reapMu  sync.Mutex
 	reapPos int
+	// reapNext is the monotonic time at which the next shard is due for
+	// ReapDue (0: not started).
+	reapNext atomic.Int64
 
 	onRemove func(k *Key, aux *Aux)
 
@@ -108,6 +111,10 @@ type Table[D Dest] struct {
 	// delete (removing them at once would take a second shard lock).
 	staleMu sync.Mutex
 	stale   []staleReply
+	// dropMu guards spare, the list dropStaleReplies last emptied, which
+	// becomes the next stale list so that the lists are reused.
+	dropMu sync.Mutex
+	spare  []staleReply
 }
 
 type staleReply struct {
@@ -721,6 +728,51 @@ func (s *shard[D]) alloc() *entry[D] {
 // expire_later: 60 s).
 const templateGrace = 60 * time.Second
 
+// SweepPeriod is the time ReapDue takes to visit every shard once: a
+// connection is removed at most this long after it expired.
+const SweepPeriod = 2 * time.Second
+
+// ReapDue reaps the shards that are due by now, at most max of them, at
+// the pace of one full sweep of the table per SweepPeriod. The data path's
+// workers call it once per batch with max 1, so the expiry work is spread
+// thinly over the threads that forward, between batches, where it can
+// never preempt them: one shard (a 4096th of the table) takes a few
+// microseconds even with a million entries. A background goroutine calls
+// it with a larger max to catch up while the workers are idle. It returns
+// the number of entries removed.
+func (t *Table[D]) ReapDue(now int64, max int) int {
+	next := t.reapNext.Load()
+	if now < next {
+		return 0
+	}
+	per := int64(SweepPeriod) / int64(len(t.shards))
+	if per <= 0 {
+		per = 1
+	}
+	var n int
+	if next == 0 {
+		n = 1
+	} else {
+		n = int((now-next)/per) + 1
+	}
+	if n > max {
+		n = max
+	}
+	if n <= 0 {
+		return 0
+	}
+	advanced := next + int64(n)*per
+	if next == 0 || advanced < now-int64(SweepPeriod) {
+		// Starting, or a whole sweep behind: the backlog is dropped
+		// rather than worked off in one long call.
+		advanced = now + per
+	}
+	if !t.reapNext.CompareAndSwap(next, advanced) {
+		return 0 // another worker took these shards
+	}
+	return t.Reap(now, n)
+}
+
 // Reap removes expired entries from the next n shards (in rotation) and
 // returns how many it removed. A background goroutine calls it often with
 // a small n, so that each call holds each shard lock only briefly and a
@@ -759,9 +811,13 @@ func (t *Table[D]) Reap(now int64, n int) int {
 // dropStaleReplies removes the reply-index entries of removed connections,
 // unless a new connection took the same reply key meanwhile.
 func (t *Table[D]) dropStaleReplies() {
+	if !t.dropMu.TryLock() {
+		return // another Reap is at it
+	}
+	defer t.dropMu.Unlock()
 	t.staleMu.Lock()
 	stale := t.stale
-	t.stale = nil
+	t.stale = t.spare[:0]
 	t.staleMu.Unlock()
 	for _, st := range stale {
 		rs := t.shardOf(&st.reply)
@@ -771,6 +827,7 @@ func (t *Table[D]) dropStaleReplies() {
 		}
 		rs.mu.Unlock()
 	}
+	t.spare = stale
 }
 
 // ReplyIndexLen returns the number of reply-index entries (for tests).

@@ -302,25 +302,23 @@ func (d *Director) Run(ctx context.Context) error {
 	return err
 }
 
-// reapInterval and reapFraction make the expiry sweep visit every shard
-// of the connection table about every two seconds, a few shards at a time.
-const (
-	reapInterval = 100 * time.Millisecond
-	reapFraction = 20
-)
+// reapInterval is how often the background sweep catches up on the
+// connection table's expiry when the workers, which reap a shard per
+// batch, have been idle (conntrack.Table.ReapDue).
+const reapInterval = 100 * time.Millisecond
 
 func (d *Director) reap(stop <-chan struct{}) {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	est := time.NewTicker(estimateInterval * time.Second)
 	defer est.Stop()
-	n := d.conns.Size()/reapFraction + 1
+	n := d.conns.Size()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
-			d.conns.Reap(conntrack.Now(), n)
+			d.conns.ReapDue(conntrack.Now(), n)
 			d.releaseRetired()
 		case <-est.C:
 			d.est.update(d.services.Services())

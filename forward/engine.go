@@ -194,6 +194,9 @@ func (w *Worker) batch(n int) {
 		}
 	}
 	w.rx.Release()
+	// Expiry, a shard at a time when one is due: here, between batches
+	// on the worker's own thread, it cannot preempt the forwarding.
+	w.e.cfg.Conns.ReapDue(now, 1)
 	w.frameN.Add(uint64(n))
 	w.batchN.Add(1)
 	w.sizes.add(n)
