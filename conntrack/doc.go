@@ -16,7 +16,8 @@
 //
 // The table is split into shards (4096 by default, the IPVS connection
 // table's default bucket count, which ipvsadm prints as "size=4096"), each
-// a Go map guarded by its own mutex and chosen by a seeded hash of the key.
+// a chained hash index (index.go) guarded by its own mutex and chosen by a
+// seeded hash of the key.
 // Every worker of the data path shares one table, so a NAT reply finds its
 // entry from any worker. Keys hold no pointers (16-byte addresses, IPv4 in
 // IPv4-mapped form, ports, protocol) so hashing them is cheap. Entries are

@@ -8,7 +8,7 @@ func (t *Table[D]) PeekTemplate(tk *Key, now int64) (dest D, ok bool) {
 	s := t.shardOf(tk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[*tk]
+	e := s.m.get(tk)
 	if e == nil || e.flags&flagTemplate == 0 || (e.expires <= now && e.nControl.Load() == 0) {
 		return dest, false
 	}

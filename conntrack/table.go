@@ -136,7 +136,7 @@ type hoList[D Dest] struct {
 
 type shard[D Dest] struct {
 	mu sync.Mutex
-	m  map[Key]*entry[D]
+	m  index[D]
 	// rm is the reply index: the key of a NAT connection's replies
 	// (real server -> client) to its connection's key, whose entry may be
 	// in another shard.
@@ -163,12 +163,14 @@ type entry[D Dest] struct {
 	gen atomic.Uint32
 
 	hoPrev, hoNext *entry[D] // half-open list, guarded by Table.hoMu
-	next           *entry[D] // free list, guarded by the shard lock
-	reply          Key       // the reply key, if flagReply
-	aux            Aux
-	state          State
-	flags          uint8
-	hoList         uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
+	// next links the entry in its shard's index (a hash chain) while it
+	// is in the table, and on the shard's free list after: never both.
+	next   *entry[D]
+	reply  Key // the reply key, if flagReply
+	aux    Aux
+	state  State
+	flags  uint8
+	hoList uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
 }
 
 // Entry flags, as IPVS's IP_VS_CONN_F_* bits do.
@@ -203,7 +205,7 @@ func New[D Dest](cfg *Config) *Table[D] {
 		onRemove: c.OnRemove,
 	}
 	for i := range t.shards {
-		t.shards[i].m = make(map[Key]*entry[D])
+		t.shards[i].m.seed = t.seed
 		t.shards[i].rm = make(map[Key]replyRef)
 	}
 	ts := DefaultTimeouts()
@@ -274,7 +276,7 @@ func (t *Table[D]) Lookup(k *Key, dir Direction, tcpFlags uint8, now int64) (des
 func (t *Table[D]) Get(k *Key, dir Direction, tcpFlags uint8, now int64) (c Conn[D], ok bool) {
 	s := t.shardOf(k)
 	s.mu.Lock()
-	e := s.m[*k]
+	e := s.m.get(k)
 	if e == nil || e.flags&flagTemplate != 0 {
 		s.mu.Unlock()
 		return c, false
@@ -300,7 +302,7 @@ func (t *Table[D]) Peek(k *Key, now int64) (c Conn[D], ok bool) {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[*k]
+	e := s.m.get(k)
 	if e == nil || e.flags&flagTemplate != 0 || e.expires <= now {
 		return c, false
 	}
@@ -321,7 +323,7 @@ func (t *Table[D]) PeekReply(rk *Key, now int64) (c Conn[D], ok bool) {
 	s := t.shardOf(&ref.key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[ref.key]
+	e := s.m.get(&ref.key)
 	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen || e.expires <= now {
 		return c, false
 	}
@@ -344,7 +346,7 @@ func (t *Table[D]) GetReply(rk *Key, tcpFlags uint8, now int64) (c Conn[D], ok b
 	}
 	s := t.shardOf(&ref.key)
 	s.mu.Lock()
-	e := s.m[ref.key]
+	e := s.m.get(&ref.key)
 	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen {
 		s.mu.Unlock()
 		return c, false
@@ -369,7 +371,7 @@ func (t *Table[D]) Remove(k *Key) bool {
 	s := t.shardOf(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[*k]
+	e := s.m.get(k)
 	if e == nil || e.flags&flagTemplate != 0 {
 		return false
 	}
@@ -392,7 +394,7 @@ func (t *Table[D]) Template(tk *Key, timeout time.Duration, now int64) (dest D, 
 	s := t.shardOf(tk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m[*tk]
+	e := s.m.get(tk)
 	if e == nil || e.flags&flagTemplate == 0 {
 		return dest, ref, false
 	}
@@ -412,7 +414,7 @@ func (t *Table[D]) Template(tk *Key, timeout time.Duration, now int64) (dest D, 
 func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now int64) (TemplateRef[D], error) {
 	s := t.shardOf(tk)
 	s.mu.Lock()
-	if e := s.m[*tk]; e != nil {
+	if e := s.m.get(tk); e != nil {
 		// The connections it controls keep their destination; their
 		// links to it go stale with its generation.
 		t.remove(s, e)
@@ -423,7 +425,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.m[*tk]; old != nil { // another worker made it meanwhile
+	if old := s.m.get(tk); old != nil { // another worker made it meanwhile
 		t.count.Add(-1)
 		old.expires = now + int64(timeout)
 		return TemplateRef[D]{e: old, gen: old.gen.Load()}, nil
@@ -438,7 +440,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	e.flags = flagTemplate
 	e.expires = now + int64(timeout)
 	dest.ConnCounts().boundTemplate()
-	s.m[*tk] = e
+	s.m.put(e)
 	t.created.Add(1)
 	return TemplateRef[D]{e: e, gen: e.gen.Load()}, nil
 }
@@ -470,7 +472,7 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 	}
 	s := t.shardOf(k)
 	s.mu.Lock()
-	if e := s.m[*k]; e != nil {
+	if e := s.m.get(k); e != nil {
 		if e.expires > now && e.flags&flagTemplate == 0 {
 			t.count.Add(-1) // give the reservation back
 			c.Old = e.state
@@ -504,7 +506,7 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 	}
 	e.expires = now + int64(newConnTimeout)
 	dest.ConnCounts().bound(false)
-	s.m[*k] = e
+	s.m.put(e)
 	t.created.Add(1)
 	c.Old = StateNone
 	c.Created = true
@@ -565,7 +567,7 @@ func (t *Table[D]) evictOne() bool {
 
 		s := t.shardOf(&key)
 		s.mu.Lock()
-		if cur := s.m[key]; cur == e && e.gen.Load() == gen && (e.state == StateSynRecv || e.state == StateSynAck) {
+		if cur := s.m.get(&key); cur == e && e.gen.Load() == gen && (e.state == StateSynRecv || e.state == StateSynAck) {
 			t.remove(s, e)
 			s.mu.Unlock()
 			t.evicted.Add(1)
@@ -670,7 +672,7 @@ func (t *Table[D]) advance(e *entry[D], dir Direction, tcpFlags uint8, now int64
 
 // remove deletes an entry and accounts for it. The shard lock is held.
 func (t *Table[D]) remove(s *shard[D], e *entry[D]) {
-	delete(s.m, e.key)
+	s.m.del(e)
 	if halfOpenList(e.state) != 0 || e.hoList != 0 {
 		t.hoMu.Lock()
 		t.unlinkHalfOpen(e)
@@ -791,17 +793,16 @@ func (t *Table[D]) Reap(now int64, n int) int {
 	for i := range n {
 		s := &t.shards[(start+i)%len(t.shards)]
 		s.mu.Lock()
-		for _, e := range s.m {
-			if e.expires > now {
-				continue
-			}
-			if e.flags&flagTemplate != 0 && e.nControl.Load() > 0 {
+		s.m.each(func(e *entry[D]) {
+			switch {
+			case e.expires > now:
+			case e.flags&flagTemplate != 0 && e.nControl.Load() > 0:
 				e.expires = now + int64(templateGrace)
-				continue
+			default:
+				t.remove(s, e)
+				removed++
 			}
-			t.remove(s, e)
-			removed++
-		}
+		})
 		s.mu.Unlock()
 	}
 	t.expired.Add(uint64(removed))
@@ -872,13 +873,13 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 		s := &t.shards[i]
 		buf = buf[:0]
 		s.mu.Lock()
-		for k, e := range s.m {
+		s.m.each(func(e *entry[D]) {
 			if e.expires > now || (e.flags&flagTemplate != 0 && e.nControl.Load() > 0) {
-				buf = append(buf, Entry[D]{Key: k, Dest: e.dest, State: e.state, Expires: e.expires,
+				buf = append(buf, Entry[D]{Key: e.key, Dest: e.dest, State: e.state, Expires: e.expires,
 					NoOutput: e.flags&flagNoOutput != 0, Template: e.flags&flagTemplate != 0,
 					Reply: e.reply, HasReply: e.flags&flagReply != 0, Aux: e.aux})
 			}
-		}
+		})
 		s.mu.Unlock()
 		for _, e := range buf {
 			if !fn(e) {
@@ -895,7 +896,7 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 func (t *Table[D]) Import(in Entry[D]) error {
 	s := t.shardOf(&in.Key)
 	s.mu.Lock()
-	if e := s.m[in.Key]; e != nil {
+	if e := s.m.get(&in.Key); e != nil {
 		t.remove(s, e)
 	}
 	s.mu.Unlock()
@@ -903,7 +904,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 		return ErrFull
 	}
 	s.mu.Lock()
-	if e := s.m[in.Key]; e != nil {
+	if e := s.m.get(&in.Key); e != nil {
 		t.remove(s, e)
 	}
 	e := s.alloc()
@@ -935,7 +936,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 			t.moveHalfOpen(e, e.state)
 		}
 	}
-	s.m[in.Key] = e
+	s.m.put(e)
 	t.created.Add(1)
 	s.mu.Unlock()
 	if indexReply {
@@ -954,11 +955,11 @@ func (t *Table[D]) Clear() {
 		for i := range t.shards {
 			s := &t.shards[i]
 			s.mu.Lock()
-			for _, e := range s.m {
+			s.m.each(func(e *entry[D]) {
 				if (e.flags&flagTemplate != 0) == templates {
 					t.remove(s, e)
 				}
-			}
+			})
 			s.mu.Unlock()
 		}
 	}
