@@ -39,15 +39,17 @@ func (x *index[D]) get(k *Key) *entry[D] {
 	return nil
 }
 
-// put adds e, whose key is not in the index yet.
-func (x *index[D]) put(e *entry[D]) {
+// put adds e, whose key is not in the index yet, and returns the number
+// of buckets the index grew by to make room (usually 0).
+func (x *index[D]) put(e *entry[D]) (grown int) {
 	if x.n >= len(x.buckets) {
-		x.grow()
+		grown = x.grow()
 	}
 	b := x.bucket(&e.key)
 	e.next = *b
 	*b = e
 	x.n++
+	return grown
 }
 
 // del removes e, if it is in the index.
@@ -65,7 +67,7 @@ func (x *index[D]) del(e *entry[D]) {
 	}
 }
 
-func (x *index[D]) grow() {
+func (x *index[D]) grow() (grown int) {
 	n := 2 * len(x.buckets)
 	if n < minBuckets {
 		n = minBuckets
@@ -81,6 +83,7 @@ func (x *index[D]) grow() {
 			e = next
 		}
 	}
+	return n - len(old)
 }
 
 // each calls fn for every entry. fn may remove the entry it is given (and

@@ -99,8 +99,15 @@ type Table[D Dest] struct {
 	hoMu     sync.Mutex
 	halfOpen [2]hoList[D]
 
-	reapMu  sync.Mutex
-	reapPos int
+	// reapMu guards the sweep's cursor: the shard reapPos and, within
+	// it, the bucket reapBucket. It is taken before a shard lock.
+	reapMu     sync.Mutex
+	reapPos    int
+	reapBucket int
+	reapSteps  uint64 // steps taken, for tests
+	// buckets is the number of index buckets over all shards, which sets
+	// the pace of ReapDue's steps.
+	buckets atomic.Int64
 	// reapNext is the monotonic time at which the next shard is due for
 	// ReapDue (0: not started).
 	reapNext atomic.Int64
@@ -440,7 +447,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	e.flags = flagTemplate
 	e.expires = now + int64(timeout)
 	dest.ConnCounts().boundTemplate()
-	s.m.put(e)
+	t.buckets.Add(int64(s.m.put(e)))
 	t.created.Add(1)
 	return TemplateRef[D]{e: e, gen: e.gen.Load()}, nil
 }
@@ -506,7 +513,7 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 	}
 	e.expires = now + int64(newConnTimeout)
 	dest.ConnCounts().bound(false)
-	s.m.put(e)
+	t.buckets.Add(int64(s.m.put(e)))
 	t.created.Add(1)
 	c.Old = StateNone
 	c.Created = true
@@ -730,49 +737,114 @@ func (s *shard[D]) alloc() *entry[D] {
 // expire_later: 60 s).
 const templateGrace = 60 * time.Second
 
-// SweepPeriod is the time ReapDue takes to visit every shard once: a
+// SweepPeriod is the time ReapDue takes to visit every entry once: a
 // connection is removed at most this long after it expired.
 const SweepPeriod = 2 * time.Second
 
-// ReapDue reaps the shards that are due by now, at most max of them, at
-// the pace of one full sweep of the table per SweepPeriod. The data path's
-// workers call it once per batch with max 1, so the expiry work is spread
-// thinly over the threads that forward, between batches, where it can
-// never preempt them: one shard (a 4096th of the table) takes a few
-// microseconds even with a million entries. A background goroutine calls
-// it with a larger max to catch up while the workers are idle. It returns
-// the number of entries removed.
+// reapStepBuckets is how many index buckets (about as many entries) one
+// step of ReapDue sweeps: with a million entries, each a cache miss, a
+// step takes a few microseconds.
+const reapStepBuckets = 16
+
+// ReapDue takes the sweep's steps that are due by now, at most max of
+// them, at the pace of one sweep of the whole table per SweepPeriod, and
+// returns the number of entries removed. A step sweeps the next
+// reapStepBuckets buckets of the shards' indexes. The data path's workers
+// call it once per batch with max 1, so the expiry work is spread thinly
+// over the threads that forward, between batches, where it can never
+// preempt them; a background goroutine calls it with a larger max to catch
+// up while the workers are idle.
 func (t *Table[D]) ReapDue(now int64, max int) int {
 	next := t.reapNext.Load()
 	if now < next {
 		return 0
 	}
-	per := int64(SweepPeriod) / int64(len(t.shards))
+	steps := (t.buckets.Load() + reapStepBuckets - 1) / reapStepBuckets
+	if steps < 1 {
+		steps = 1
+	}
+	per := int64(SweepPeriod) / steps
 	if per <= 0 {
 		per = 1
 	}
-	var n int
+	var n int64
 	if next == 0 {
 		n = 1
 	} else {
-		n = int((now-next)/per) + 1
+		n = (now-next)/per + 1
 	}
-	if n > max {
-		n = max
+	if n > int64(max) {
+		n = int64(max)
 	}
 	if n <= 0 {
 		return 0
 	}
-	advanced := next + int64(n)*per
+	advanced := next + n*per
 	if next == 0 || advanced < now-int64(SweepPeriod) {
 		// Starting, or a whole sweep behind: the backlog is dropped
 		// rather than worked off in one long call.
 		advanced = now + per
 	}
 	if !t.reapNext.CompareAndSwap(next, advanced) {
-		return 0 // another worker took these shards
+		return 0 // another worker took these steps
 	}
-	return t.Reap(now, n)
+	t.dropStaleReplies()
+	removed := 0
+	t.reapMu.Lock()
+	for range n {
+		removed += t.reapStep(now)
+	}
+	t.reapSteps += uint64(n)
+	t.reapMu.Unlock()
+	t.expired.Add(uint64(removed))
+	return removed
+}
+
+// reapStep sweeps the next reapStepBuckets buckets from the cursor, over
+// as many shards as that takes (empty ones cost nothing), and moves the
+// cursor on. reapMu is held.
+func (t *Table[D]) reapStep(now int64) (removed int) {
+	left := reapStepBuckets
+	for visited := 0; left > 0 && visited < len(t.shards); {
+		s := &t.shards[t.reapPos]
+		s.mu.Lock()
+		nb := len(s.m.buckets)
+		end := min(t.reapBucket+left, nb)
+		for b := t.reapBucket; b < end; b++ {
+			for e := s.m.buckets[b]; e != nil; {
+				next := e.next
+				removed += t.reapEntry(s, e, now)
+				e = next
+			}
+		}
+		if end > t.reapBucket {
+			left -= end - t.reapBucket
+		}
+		if end >= nb {
+			t.reapPos = (t.reapPos + 1) % len(t.shards)
+			t.reapBucket = 0
+			visited++
+		} else {
+			t.reapBucket = end
+		}
+		s.mu.Unlock()
+	}
+	return removed
+}
+
+// reapEntry removes e if it expired and returns 1, or returns 0. An
+// expired template that still controls connections is kept for another
+// minute, as IPVS keeps it. The shard lock is held.
+func (t *Table[D]) reapEntry(s *shard[D], e *entry[D], now int64) int {
+	switch {
+	case e.expires > now:
+		return 0
+	case e.flags&flagTemplate != 0 && e.nControl.Load() > 0:
+		e.expires = now + int64(templateGrace)
+		return 0
+	}
+	t.remove(s, e)
+	return 1
 }
 
 // Reap removes expired entries from the next n shards (in rotation) and
@@ -787,6 +859,7 @@ func (t *Table[D]) Reap(now int64, n int) int {
 		n = len(t.shards)
 	}
 	t.reapPos = (start + n) % len(t.shards)
+	t.reapBucket = 0
 	t.reapMu.Unlock()
 	t.dropStaleReplies()
 	removed := 0
@@ -794,14 +867,7 @@ func (t *Table[D]) Reap(now int64, n int) int {
 		s := &t.shards[(start+i)%len(t.shards)]
 		s.mu.Lock()
 		s.m.each(func(e *entry[D]) {
-			switch {
-			case e.expires > now:
-			case e.flags&flagTemplate != 0 && e.nControl.Load() > 0:
-				e.expires = now + int64(templateGrace)
-			default:
-				t.remove(s, e)
-				removed++
-			}
+			removed += t.reapEntry(s, e, now)
 		})
 		s.mu.Unlock()
 	}
@@ -936,7 +1002,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 			t.moveHalfOpen(e, e.state)
 		}
 	}
-	s.m.put(e)
+	t.buckets.Add(int64(s.m.put(e)))
 	t.created.Add(1)
 	s.mu.Unlock()
 	if indexReply {

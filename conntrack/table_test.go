@@ -600,9 +600,10 @@ func TestReplyIndex(t *testing.T) {
 	}
 }
 
-// TestReapDuePace checks that ReapDue visits the shards at the pace of one
-// sweep per SweepPeriod, never more than max at a time, and that a call
-// with nothing due does nothing.
+// TestReapDuePace checks that ReapDue takes its steps at the pace of one
+// sweep of the table per SweepPeriod, never more than max at a time, that
+// a call with nothing due does nothing, and that a sweep's worth of steps
+// removes every expired entry.
 func TestReapDuePace(t *testing.T) {
 	tab := New[*dest](&Config{Shards: 16})
 	d := &dest{name: "rs1"}
@@ -611,41 +612,39 @@ func TestReapDuePace(t *testing.T) {
 		k := key(uint16(40000 + p))
 		tab.Insert(&k, d, true, fSYN, now) // SYN_RECV: 60 s
 	}
-	per := int64(SweepPeriod) / 16
+	buckets := tab.buckets.Load()
+	sweep := (buckets + reapStepBuckets - 1) / reapStepBuckets // steps
+	if buckets < 16*minBuckets || sweep < 8 {
+		t.Fatalf("%d buckets, %d steps a sweep: the test wants at least 128 and 8", buckets, sweep)
+	}
+	per := int64(SweepPeriod) / sweep
 	later := now + int64(2*time.Minute) // every entry expired
 
-	pos := func() int { tab.reapMu.Lock(); defer tab.reapMu.Unlock(); return tab.reapPos }
-	steps := []struct {
-		at       int64
-		max      int
-		wantStep int // shards visited by this call
+	steps := func() uint64 { tab.reapMu.Lock(); defer tab.reapMu.Unlock(); return tab.reapSteps }
+	for i, st := range []struct {
+		at   int64
+		max  int
+		want uint64 // steps taken by this call
 	}{
-		{later, 1, 1},               // the first call starts the pace
-		{later, 1, 0},               // nothing due yet
-		{later + per - 1, 8, 0},     // still not
-		{later + per, 8, 1},         // the second shard is due
-		{later + 4*per, 8, 3},       // three more
-		{later + 20*per, 4, 4},      // sixteen due, max 4
-		{later + 20*per, 16, 12},    // the rest of the backlog
-		{later + 20*per + 1, 16, 0}, // caught up
-		{later + 200*per, 2, 2},     // idle for over a sweep: max shards, then
-		{later + 200*per, 2, 0},     // the pace restarts from now
-		{later + 201*per, 2, 1},
-	}
-	total := 0
-	for i, st := range steps {
-		before := pos()
+		{later, 1, 1},                        // the first call starts the pace
+		{later, 1, 0},                        // nothing due yet
+		{later + per - 1, 8, 0},              // still not
+		{later + per, 8, 1},                  // the second step is due
+		{later + 4*per, 8, 3},                // three more
+		{later + 11*per, 4, 4},               // seven due, max 4
+		{later + 11*per, 16, 3},              // the rest of the backlog
+		{later + 11*per + 1, 16, 0},          // caught up
+		{later + 11*per + 4*sweep*per, 2, 2}, // idle for over a sweep: max steps, then
+		{later + 11*per + 4*sweep*per, 2, 0}, // the pace restarts from now
+		{later + 11*per + 8*sweep*per, int(sweep), uint64(sweep)}, // a whole sweep
+	} {
+		before := steps()
 		tab.ReapDue(st.at, st.max)
-		got := (pos() - before + 16) % 16
-		if got != st.wantStep {
-			t.Fatalf("step %d: visited %d shards, want %d", i, got, st.wantStep)
+		if got := steps() - before; got != st.want {
+			t.Fatalf("step %d: %d steps, want %d", i, got, st.want)
 		}
-		total += got
-	}
-	if total < 16 {
-		t.Fatalf("visited %d shards in all, want a full sweep", total)
 	}
 	if n := tab.Len(); n != 0 {
-		t.Errorf("%d entries left after a full sweep, want 0", n)
+		t.Errorf("%d entries left after more than a sweep's steps, want 0", n)
 	}
 }

@@ -303,22 +303,27 @@ func (d *Director) Run(ctx context.Context) error {
 }
 
 // reapInterval is how often the background sweep catches up on the
-// connection table's expiry when the workers, which reap a shard per
-// batch, have been idle (conntrack.Table.ReapDue).
-const reapInterval = 100 * time.Millisecond
+// connection table's expiry when the workers, which take the sweep's
+// steps between batches, have been idle (conntrack.Table.ReapDue); it
+// takes at most reapCatchUp steps (about 16 entries each) at a time, so
+// that with a million connections it holds the CPU for a few milliseconds
+// at most.
+const (
+	reapInterval = 100 * time.Millisecond
+	reapCatchUp  = 1024
+)
 
 func (d *Director) reap(stop <-chan struct{}) {
 	t := time.NewTicker(reapInterval)
 	defer t.Stop()
 	est := time.NewTicker(estimateInterval * time.Second)
 	defer est.Stop()
-	n := d.conns.Size()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
-			d.conns.ReapDue(conntrack.Now(), n)
+			d.conns.ReapDue(conntrack.Now(), reapCatchUp)
 			d.releaseRetired()
 		case <-est.C:
 			d.est.update(d.services.Services())

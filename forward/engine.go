@@ -165,6 +165,10 @@ func (w *Worker) Run() error {
 	}
 }
 
+// reapSteps is the most steps of the connection table's sweep a worker
+// takes after a batch (conntrack.Table.ReapDue).
+const reapSteps = 4
+
 // batch handles the n frames of the last Receive, flushes the transmit
 // rings it used and releases the receive slots.
 func (w *Worker) batch(n int) {
@@ -194,9 +198,11 @@ func (w *Worker) batch(n int) {
 		}
 	}
 	w.rx.Release()
-	// Expiry, a shard at a time when one is due: here, between batches
-	// on the worker's own thread, it cannot preempt the forwarding.
-	w.e.cfg.Conns.ReapDue(now, 1)
+	// Expiry, a few buckets of the table at a time when they are due:
+	// here, between batches on the worker's own thread, it cannot preempt
+	// the forwarding. Up to reapSteps steps (64 entries or so) keep pace
+	// with a million connections even at a few batches per millisecond.
+	w.e.cfg.Conns.ReapDue(now, reapSteps)
 	w.frameN.Add(uint64(n))
 	w.batchN.Add(1)
 	w.sizes.add(n)
