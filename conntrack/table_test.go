@@ -608,14 +608,14 @@ func TestReapDuePace(t *testing.T) {
 	tab := New[*dest](&Config{Shards: 16})
 	d := &dest{name: "rs1"}
 	now := int64(time.Hour)
-	for p := range 64 {
+	for p := range 256 {
 		k := key(uint16(40000 + p))
 		tab.Insert(&k, d, true, fSYN, now) // SYN_RECV: 60 s
 	}
 	buckets := tab.buckets.Load()
 	sweep := (buckets + reapStepBuckets - 1) / reapStepBuckets // steps
-	if buckets < 16*minBuckets || sweep < 8 {
-		t.Fatalf("%d buckets, %d steps a sweep: the test wants at least 128 and 8", buckets, sweep)
+	if sweep < 8 {
+		t.Fatalf("%d buckets, %d steps a sweep: the test wants at least 8", buckets, sweep)
 	}
 	per := int64(SweepPeriod) / sweep
 	later := now + int64(2*time.Minute) // every entry expired
