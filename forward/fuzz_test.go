@@ -265,6 +265,13 @@ func FuzzHandle(f *testing.F) {
 		ip, hl, total, l4ok := parseIn(in)
 		if mode&8 != 0 && l4ok {
 			fr.VNet = afpacket.VNetHdr{Flags: afpacket.NeedsCsum, CsumStart: uint16(hdr.EthernetLen + hl), CsumOffset: uint16(csumOff(ip.Protocol()))}
+			if ip.Protocol() == hdr.ProtoICMP {
+				// ICMP has no pseudo-header: a sender leaving its
+				// checksum to offload seeds the field with 0, and
+				// the kernel (or gvs, in TUN) sums over the seed.
+				c := hdr.EthernetLen + hl + csumOff(hdr.ProtoICMP)
+				data[c], data[c+1], in[c], in[c+1] = 0, 0, 0, 0
+			}
 		} else if mode&16 != 0 {
 			fr.VNet.Flags = afpacket.DataValid
 		}
@@ -441,8 +448,11 @@ func parseIn(b []byte) (ip hdr.IPv4, hl, total int, l4ok bool) {
 }
 
 func csumOff(proto uint8) int {
-	if proto == hdr.ProtoUDP {
+	switch proto {
+	case hdr.ProtoUDP:
 		return hdr.UDPChecksumOffset
+	case hdr.ProtoICMP:
+		return 2 // type, code, checksum
 	}
 	return hdr.TCPChecksumOffset
 }
