@@ -506,6 +506,7 @@ func (d *Director) counters() map[string]uint64 {
 	c["tunnel.frag_needed"] = es.FragNeeded
 	c["tunnel.fragmented"] = es.Fragmented
 	c["tunnel.segmented"] = es.Segmented
+	c["tx.drops"] = es.TXDrops
 	// What the receive rings took in, and what the kernel dropped
 	// because a ring was full (gvs fell behind).
 	for _, rx := range d.rxs {

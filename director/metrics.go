@@ -126,7 +126,7 @@ func (d *Director) metricsSnapshot(rxs []*afpacket.RX) *metrics.Snapshot {
 			// After an error, the drops counted until then.
 			_, ringDrops, _ = rxs[i].Stats()
 		}
-		mw := metrics.Worker{Name: w.Name, Frames: ws.Frames, Batches: ws.Batches, RingDrops: ringDrops,
+		mw := metrics.Worker{Name: w.Name, Frames: ws.Frames, Batches: ws.Batches, RingDrops: ringDrops, TXDrops: ws.TXDrops,
 			Forwarded: ws.Verdicts[forward.Forwarded], ICMPSent: ws.ICMPSent, ICMPRelayed: ws.ICMPRelayed,
 			Fragmented: ws.Fragmented, Segmented: ws.Segmented}
 		for i, n := range ws.BatchSizes {

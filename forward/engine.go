@@ -233,7 +233,15 @@ type Stats struct {
 	// count TUN's fragmentation-needed errors, fragmented outer packets
 	// and super-frames it cut into segments.
 	ICMPSent, ICMPRelayed, FragNeeded, Fragmented, Segmented uint64
+	// TXDrops counts frames the kernel's egress path refused after
+	// they were queued on the worker's transmit rings (a full or dropping
+	// qdisc, an interface that went down).
+	TXDrops uint64
 }
+
+// dropCounter is what a Transmitter that counts its refused frames
+// (*afpacket.TX) also implements.
+type dropCounter interface{ Drops() uint64 }
 
 // Stats returns the worker's counters.
 func (w *Worker) Stats() Stats {
@@ -242,6 +250,11 @@ func (w *Worker) Stats() Stats {
 		Fragmented: w.fragmented.Load(), Segmented: w.segmented.Load(), BatchSizes: w.sizes.load()}
 	for i := range s.Verdicts {
 		s.Verdicts[i] = w.counts[i].Load()
+	}
+	for i := range w.egress {
+		if d, ok := w.egress[i].TX.(dropCounter); ok {
+			s.TXDrops += d.Drops()
+		}
 	}
 	return s
 }
@@ -258,6 +271,7 @@ func (e *Engine) Stats() Stats {
 		s.FragNeeded += ws.FragNeeded
 		s.Fragmented += ws.Fragmented
 		s.Segmented += ws.Segmented
+		s.TXDrops += ws.TXDrops
 		for i := range s.Verdicts {
 			s.Verdicts[i] += ws.Verdicts[i]
 		}

@@ -168,6 +168,9 @@ func TestMetrics(t *testing.T) {
 	if rd, ok := sumBy(fams["gvs_worker_ring_drops_total"], "worker")["eth0/0"]; !ok || rd > float64(cn["rx.ring_drops"]) {
 		t.Errorf("ring drops: /metrics %v (exported %v), gvs's counter read after it %d", rd, ok, cn["rx.ring_drops"])
 	}
+	if td, ok := sumBy(fams["gvs_worker_tx_drops_total"], "worker")["eth0/0"]; !ok || td > float64(cn["tx.drops"]) {
+		t.Errorf("transmit drops: /metrics %v (exported %v), gvs's counter read after it %d", td, ok, cn["tx.drops"])
+	}
 
 	// The ARP cache: both real servers resolved; gvs answered the
 	// client's requests for the VIP.

@@ -66,6 +66,7 @@ var (
 
 	workerFrames     = newDesc("gvs_worker_frames_total", "Frames a data-path worker received.", "worker")
 	workerRingDrops  = newDesc("gvs_worker_ring_drops_total", "Frames the kernel dropped because a worker's receive ring was full (gvs fell behind).", "worker")
+	workerTXDrops    = newDesc("gvs_worker_tx_drops_total", "Frames the kernel's egress path refused after a worker queued them on a transmit ring.", "worker")
 	workerBatches    = newDesc("gvs_worker_batch_frames", "Frames per batch a data-path worker took from its receive ring.", "worker")
 	forwardedFrames  = newDesc("gvs_forwarded_frames_total", "Frames rewritten and sent to a real server (or back to a client).", "worker")
 	droppedFrames    = newDesc("gvs_dropped_frames_total", "Frames to a virtual service that gvs dropped, by reason.", "worker", "reason")
@@ -170,6 +171,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		w := &s.Workers[i]
 		counter(workerFrames, w.Frames, w.Name)
 		counter(workerRingDrops, w.RingDrops, w.Name)
+		counter(workerTXDrops, w.TXDrops, w.Name)
 		buckets := make(map[float64]uint64, len(w.BatchSizes))
 		var cum uint64
 		for _, b := range w.BatchSizes {

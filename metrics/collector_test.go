@@ -31,7 +31,7 @@ func fakeSnapshot() *Snapshot {
 		}},
 		Conntrack: Conntrack{Entries: 7, HalfOpen: 1, Max: 1024, Created: 9, Expired: 2, Evicted: 3, Refused: 4},
 		Workers: []Worker{{
-			Name: "eth0/0", Frames: 45, Batches: 10, RingDrops: 7,
+			Name: "eth0/0", Frames: 45, Batches: 10, RingDrops: 7, TXDrops: 5,
 			BatchSizes: []Bucket{{1, 6}, {2, 2}, {4, 0}, {8, 1}, {16, 0}, {32, 1}, {64, 0}},
 			Forwarded:  36,
 			Dropped:    []Count{{"no_dest", 2}, {"arp_unresolved", 1}},
@@ -121,6 +121,9 @@ gvs_worker_frames_total{worker="eth0/0"} 45
 # HELP gvs_worker_ring_drops_total Frames the kernel dropped because a worker's receive ring was full (gvs fell behind).
 # TYPE gvs_worker_ring_drops_total counter
 gvs_worker_ring_drops_total{worker="eth0/0"} 7
+# HELP gvs_worker_tx_drops_total Frames the kernel's egress path refused after a worker queued them on a transmit ring.
+# TYPE gvs_worker_tx_drops_total counter
+gvs_worker_tx_drops_total{worker="eth0/0"} 5
 # HELP gvs_worker_batch_frames Frames per batch a data-path worker took from its receive ring.
 # TYPE gvs_worker_batch_frames histogram
 gvs_worker_batch_frames_bucket{worker="eth0/0",le="1"} 6
@@ -167,7 +170,7 @@ gvs_arp_unresolved_frames_total 1
 		"gvs_real_persistent_connections", "gvs_real_weight", "gvs_real_configured_weight", "gvs_real_up", "gvs_health_transitions_total",
 		"gvs_conntrack_entries", "gvs_conntrack_half_open_entries", "gvs_conntrack_max_entries",
 		"gvs_conntrack_evicted_total", "gvs_conntrack_refused_total",
-		"gvs_worker_frames_total", "gvs_worker_ring_drops_total", "gvs_worker_batch_frames", "gvs_forwarded_frames_total",
+		"gvs_worker_frames_total", "gvs_worker_ring_drops_total", "gvs_worker_tx_drops_total", "gvs_worker_batch_frames", "gvs_forwarded_frames_total",
 		"gvs_dropped_frames_total", "gvs_passed_frames_total", "gvs_tunnel_segmented_frames_total",
 		"gvs_arp_neighbors", "gvs_arp_requests_sent_total", "gvs_arp_answers_sent_total", "gvs_arp_unresolved_frames_total"}
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), names...); err != nil {
@@ -181,7 +184,7 @@ gvs_arp_unresolved_frames_total 1
 // only the unlabelled families and the workers'.
 func TestEveryMetricCollected(t *testing.T) {
 	c := NewCollector(SourceFunc(fakeSnapshot))
-	if n, want := testutil.CollectAndCount(c), 1+5+2*(5+4+2)+7+(1+1+1+1+2+1+4)+3+12+4; n != want {
+	if n, want := testutil.CollectAndCount(c), 1+5+2*(5+4+2)+7+(1+1+1+1+1+2+1+4)+3+12+4; n != want {
 		t.Errorf("%d metrics collected, want %d", n, want)
 	}
 	fams := gather(t, Handler(SourceFunc(fakeSnapshot)))

@@ -87,7 +87,10 @@ type Worker struct {
 	// RingDrops counts frames the kernel dropped because the worker's
 	// receive ring was full (PACKET_STATISTICS).
 	RingDrops uint64
-	Batches   uint64 // batches handled
+	// TXDrops counts frames the kernel's egress path refused after the
+	// worker queued them on a transmit ring.
+	TXDrops uint64
+	Batches uint64 // batches handled
 	// BatchSizes counts batches by size: BatchSizes[i] counts those of
 	// more than BatchSizes[i-1].UpTo frames, up to BatchSizes[i].UpTo, in
 	// increasing order of UpTo.

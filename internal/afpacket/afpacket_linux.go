@@ -601,12 +601,12 @@ func (r *RX) Close() error {
 type TX struct {
 	s *ringSocket
 
-	head     int  // the slot Slot hands out next
-	out      bool // Slot handed out the head slot and Commit has not run
-	khead    int  // the oldest committed slot the kernel has not taken (its head)
-	queued   int  // committed slots from khead on that the kernel has not taken
-	stalled  bool // the last wait for a free slot ran out
-	drops    uint64
+	head     int           // the slot Slot hands out next
+	out      bool          // Slot handed out the head slot and Commit has not run
+	khead    int           // the oldest committed slot the kernel has not taken (its head)
+	queued   int           // committed slots from khead on that the kernel has not taken
+	stalled  bool          // the last wait for a free slot ran out
+	drops    atomic.Uint64 // read by the metrics while the worker sends
 	closed   bool
 	maxFrame int
 	fullWait time.Duration
@@ -854,7 +854,7 @@ func (t *TX) advance() {
 // between two sendto calls, so writing it is safe.
 func (t *TX) dropHead() {
 	header(t.s.ring, t.s.offs[t.khead]).Len = 0
-	t.drops++
+	t.drops.Add(1)
 }
 
 // Pending reports whether committed frames wait for a Flush.
@@ -863,7 +863,8 @@ func (t *TX) Pending() bool { return t.queued > 0 }
 // Drops is the number of committed frames the kernel's egress path refused
 // and Flush dropped, since OpenTX. (Frames the kernel finds malformed are
 // dropped without a trace: PACKET_LOSS.)
-func (t *TX) Drops() uint64 { return t.drops }
+// It is safe to call while another goroutine sends.
+func (t *TX) Drops() uint64 { return t.drops.Load() }
 
 // Close closes the socket and unmaps the ring. Frames committed but not
 // flushed are discarded; frames already flushed are sent (the kernel holds
