@@ -26,9 +26,12 @@
 //
 // Time is passed in by the caller (monotonic nanoseconds, read once per
 // batch of packets), never read here, so expiry is tested without
-// sleeping. Expired entries are removed by Reap, which sweeps a bounded
-// number of shards per call from a background goroutine, and lazily by any
-// lookup that meets one, so the packet path never waits for a full sweep.
+// sleeping. Expired entries are removed by ReapDue, which sweeps the next
+// few index buckets when they are due, at the pace of one sweep of the
+// table per SweepPeriod: the data path's workers call it between batches
+// and a background goroutine while they idle. Any lookup that meets an
+// expired entry removes it too, so the packet path never waits for a full
+// sweep.
 //
 // Each entry points at its destination (the real server) through the type
 // parameter D, so that a flow keeps its real server for its lifetime even
