@@ -847,11 +847,11 @@ func (t *Table[D]) reapEntry(s *shard[D], e *entry[D], now int64) int {
 	return 1
 }
 
-// Reap removes expired entries from the next n shards (in rotation) and
-// returns how many it removed. A background goroutine calls it often with
-// a small n, so that each call holds each shard lock only briefly and a
-// full sweep completes every few seconds. An expired template that still
-// controls connections is kept for another minute, as IPVS keeps it.
+// Reap removes expired entries from the next n whole shards (in rotation)
+// and returns how many it removed: ReapDue's sweep in coarser steps, for
+// callers that want a shard swept now (tests, a table being emptied). An
+// expired template that still controls connections is kept for another
+// minute, as IPVS keeps it.
 func (t *Table[D]) Reap(now int64, n int) int {
 	t.reapMu.Lock()
 	start := t.reapPos
