@@ -105,6 +105,11 @@ type Worker struct {
 	laddrN uint32        // round-robin over FULLNAT local addresses
 	opts   conntrack.InsertOpts[*service.Real]
 	dirty  []bool // egress i has committed frames since its last flush
+	// txDrops are the egress transmitters that count their refused
+	// frames, taken when the worker is made: the tap swaps the
+	// transmitters in egress while the worker runs, so Stats, called from
+	// other goroutines, must not read them there.
+	txDrops []dropCounter
 
 	// scratch holds an outer IPIP packet being fragmented: the largest
 	// IPv4 packet and its outer header.
@@ -129,6 +134,11 @@ func (e *Engine) AddWorker(name string, ifindex int, rx Receiver, egress []Egres
 	w := &Worker{Name: name, e: e, rx: rx, egress: egress, ifindex: ifindex, dirty: make([]bool, len(egress)),
 		scratch: make([]byte, outerLen+0xffff)}
 	w.in = w.egressFor(ifindex)
+	for i := range egress {
+		if d, ok := egress[i].TX.(dropCounter); ok {
+			w.txDrops = append(w.txDrops, d)
+		}
+	}
 	e.workers = append(e.workers, w)
 	return w
 }
@@ -251,10 +261,8 @@ func (w *Worker) Stats() Stats {
 	for i := range s.Verdicts {
 		s.Verdicts[i] = w.counts[i].Load()
 	}
-	for i := range w.egress {
-		if d, ok := w.egress[i].TX.(dropCounter); ok {
-			s.TXDrops += d.Drops()
-		}
+	for _, d := range w.txDrops {
+		s.TXDrops += d.Drops()
 	}
 	return s
 }
