@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -270,5 +271,40 @@ func TestLargeRequestsBounded(t *testing.T) {
 	d.Write([]byte("\"}\n"))
 	if rep := readReply(t, bufio.NewReader(d), d); rep.Error == nil || rep.Error.Code != CodeInvalid {
 		t.Fatalf("large request after a permit freed: %+v", rep.Error)
+	}
+}
+
+// TestClientReadsTheAnswerOfAClosedConnection: a server that answers and
+// closes before it reads the request (as a busy gvs does) leaves the
+// client's write with a broken pipe; Do returns the answer, not the pipe.
+func TestClientReadsTheAnswerOfAClosedConnection(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "gvs.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	closed := make(chan struct{})
+	go func() {
+		defer close(closed)
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		writeReply(c, errReply(CodeBusy, "busy: gvs serves at most 1 control connections at once; try again"))
+		c.Close()
+	}()
+	cl, err := Dial(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	<-closed
+	rep, err := cl.Do(&Request{Op: "list"})
+	if err != nil {
+		t.Fatalf("Do: %v, want the server's answer", err)
+	}
+	if rep.Error == nil || rep.Error.Code != CodeBusy {
+		t.Fatalf("reply %+v, want the busy error", rep)
 	}
 }

@@ -53,8 +53,17 @@ func (cl *Client) Do(req *Request) (*Reply, error) {
 	// Bound the exchange: a restore of a large file takes a while, a hung
 	// daemon should not hang gvsadm forever.
 	cl.c.SetDeadline(time.Now().Add(2 * time.Minute))
-	if _, err := cl.c.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("sending to gvs at %s: %w", cl.path, err)
+	if _, werr := cl.c.Write(append(b, '\n')); werr != nil {
+		// gvs may have answered before it closed the connection (a
+		// busy server refuses a connection with a reply, unasked):
+		// that answer says more than the broken pipe.
+		if line, err := readLine(cl.r, MaxMessageSize); err == nil {
+			var reply Reply
+			if json.Unmarshal(line, &reply) == nil && reply.Error != nil {
+				return &reply, nil
+			}
+		}
+		return nil, fmt.Errorf("sending to gvs at %s: %w", cl.path, werr)
 	}
 	line, err := readLine(cl.r, MaxMessageSize)
 	if err != nil {

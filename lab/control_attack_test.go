@@ -103,6 +103,13 @@ func TestControlUnderAttack(t *testing.T) {
 		}},
 		{"500 connections held open", func(t *testing.T) {
 			var held []net.Conn
+			defer func() {
+				// Closed even when the test fails, or the later attacks
+				// would find every slot taken.
+				for _, c := range held {
+					c.Close()
+				}
+			}()
 			for range 500 {
 				c, err := net.Dial("unix", l.Socket())
 				if err != nil {
@@ -117,9 +124,6 @@ func TestControlUnderAttack(t *testing.T) {
 				t.Fatalf("gvsadm during the flood: %v\n%s", err, out)
 			}
 			t.Logf("%d connections held; gvsadm -L -n said: %s", len(held), strings.SplitN(out, "\n", 2)[0])
-			for _, c := range held {
-				c.Close()
-			}
 		}},
 		{"2000 connections opened and closed", func(t *testing.T) {
 			for range 2000 {
