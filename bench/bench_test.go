@@ -27,7 +27,7 @@ import (
 // the build cache is cold).
 func TestQuick(t *testing.T) {
 	nstest.Require(t)
-	if testing.Short() {
+	if testing.Short() && !nstest.InCI() {
 		t.Skip("skipping the end-to-end benchmark in -short mode")
 	}
 	dir := t.TempDir()

@@ -36,7 +36,7 @@
 // same header given back on transmit makes the kernel finish the job. A
 // forwarder that rewrites MACs (gvs's DR mode) copies the header unchanged.
 //
-// Measured (TestRingCompare, below): V2 stays the default, because at
+// Measured (BenchmarkRingCompare, below): V2 stays the default, because at
 // moderate rates V3 adds half to one retire timeout to the median frame
 // (0.6 to 0.9 ms with the smallest timeout, 1 ms), and the data path's
 // target is a p99 under 100 µs over the kernel's own forwarding.
@@ -89,7 +89,7 @@
 // To measure again (as root, about 5 minutes; flags -ringcompare.repeats
 // and -ringcompare.dur):
 //
-//	go test ./internal/afpacket -run TestRingCompare -ringcompare -v
+//	go test ./internal/afpacket -run '^$' -bench RingCompare -benchtime 1x -v
 //
 // # The data path loop
 //

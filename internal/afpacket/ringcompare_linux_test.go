@@ -25,14 +25,14 @@ import (
 	"github.com/gvs-project/gvs/internal/nstest"
 )
 
-// The ring comparison is a measurement, not a test: it runs only when
-// asked for, as root, and asserts nothing about time.
+// The ring comparison is a measurement, not a test: a benchmark, run only
+// when asked for with -bench, as root, and it asserts nothing about time.
+// Each part runs once (-benchtime 1x); its figures are logged.
 //
-//	go test ./internal/afpacket -run TestRingCompare -ringcompare -v
+//	go test ./internal/afpacket -run '^$' -bench RingCompare -benchtime 1x -v
 var (
-	ringCompare        = flag.Bool("ringcompare", false, "run TestRingCompare: measure TPACKET_V2 against TPACKET_V3 receive rings (root, a few minutes)")
-	ringCompareRepeats = flag.Int("ringcompare.repeats", 3, "TestRingCompare: repeats of every point (medians are reported)")
-	ringCompareDur     = flag.Duration("ringcompare.dur", 3*time.Second, "TestRingCompare: length of a throughput or latency point")
+	ringCompareRepeats = flag.Int("ringcompare.repeats", 3, "BenchmarkRingCompare: repeats of every point (medians are reported)")
+	ringCompareDur     = flag.Duration("ringcompare.dur", 3*time.Second, "BenchmarkRingCompare: length of a throughput or latency point")
 )
 
 // bulkTCP sends size bytes over kernel TCP from a to bIP (in b), through
@@ -132,7 +132,7 @@ type cmpLab struct {
 
 const cmpPort = 9
 
-func newCmpLab(t *testing.T) *cmpLab {
+func newCmpLab(t testing.TB) *cmpLab {
 	t.Helper()
 	nstest.Require(t)
 	nsG, nsF, nsS := quietNS(t, "rcg"), quietNS(t, "rcf"), quietNS(t, "rcs")
@@ -230,7 +230,7 @@ type cmpFwd struct {
 
 // startFwd opens a receive ring of the variant on in and a default transmit
 // ring on out, both in F, and forwards on CPU cpu until stop.
-func startFwd(t *testing.T, in, out link, dst net.HardwareAddr, cfg RXConfig, cpu int) *cmpFwd {
+func startFwd(t testing.TB, in, out link, dst net.HardwareAddr, cfg RXConfig, cpu int) *cmpFwd {
 	t.Helper()
 	f := &cmpFwd{done: make(chan error, 1)}
 	copy(f.dst[:], dst)
@@ -374,7 +374,7 @@ func (l *cmpLab) genRunCPU(cpu int, n uint64, d time.Duration, rate float64, sta
 }
 
 // rxPackets reads a link's rx_packets counter.
-func rxPackets(t *testing.T, l link) uint64 {
+func rxPackets(t testing.TB, l link) uint64 {
 	t.Helper()
 	out := l.ns.MustRun(t, "cat", "/sys/class/net/"+l.name+"/statistics/rx_packets")
 	v, err := strconv.ParseUint(strings.TrimSpace(out), 10, 64)
@@ -414,16 +414,15 @@ func percentile(sorted []int64, p float64) time.Duration {
 	return time.Duration(sorted[max(0, min(i, len(sorted)-1))])
 }
 
-// TestRingCompare measures TPACKET_V2 against TPACKET_V3 receive rings in
+// BenchmarkRingCompare measures TPACKET_V2 against TPACKET_V3 receive rings in
 // a DR-style forwarder: (a) throughput at saturation with 64-byte frames,
 // (b) drops when a burst arrives while the forwarder is stalled, at equal
 // ring memory, (c) latency at fixed moderate rates, (d) bulk TCP with GSO
 // super-frames, and (e) when the kernel actually retires a V3 block. Every
 // point is repeated, variants interleaved; medians are logged.
-func TestRingCompare(t *testing.T) {
-	if !*ringCompare {
-		t.Skip("a measurement: run with -ringcompare (as root; see doc.go)")
-	}
+func BenchmarkRingCompare(b *testing.B) {
+	nstest.Require(b)
+	t := b // the parts below log and fail through it as a test would
 	if runtime.NumCPU() < 2 {
 		t.Fatal("the comparison pins the generator and the forwarder to CPUs 0 and 1")
 	}
@@ -440,7 +439,8 @@ func TestRingCompare(t *testing.T) {
 	v3small := cmpVariant{"V3 32 x 256K blocks, tov 1ms", RXConfig{Version: V3, BlockCount: 32}}
 	v3slow := cmpVariant{"V3 72 x 256K blocks, tov 8ms", RXConfig{Version: V3, RetireTimeout: 8 * ms}}
 
-	t.Run("retire", func(t *testing.T) {
+	b.Run("retire", func(b *testing.B) {
+		t := b
 		// Single frames, 0.3 to 5 ms apart, into a V3 ring that
 		// nobody else fills: the time from sending to Receive is the
 		// wait for the retire timer, plus what V2 (tov 0 below) shows
@@ -474,7 +474,8 @@ func TestRingCompare(t *testing.T) {
 		}
 	})
 
-	t.Run("throughput", func(t *testing.T) {
+	b.Run("throughput", func(b *testing.B) {
+		t := b
 		vs := []cmpVariant{v2def, v2small, v3def, v3big, v3small}
 		pps := make([][]float64, len(vs))
 		ratio := make([][]float64, len(vs))
@@ -506,7 +507,8 @@ func TestRingCompare(t *testing.T) {
 		}
 	})
 
-	t.Run("burst", func(t *testing.T) {
+	b.Run("burst", func(b *testing.B) {
+		t := b
 		// A burst of n frames at a fixed rate while the forwarder is
 		// stalled: the ring alone must hold them.
 		const rate = 250_000
@@ -537,7 +539,8 @@ func TestRingCompare(t *testing.T) {
 		}
 	})
 
-	t.Run("latency", func(t *testing.T) {
+	b.Run("latency", func(b *testing.B) {
+		t := b
 		vs := []cmpVariant{v2def, v3def, v3slow}
 		sink := openRX(t, l.sink, &RXConfig{FrameSize: 2048, FrameCount: 4096})
 		for _, rate := range []float64{20_000, 50_000} {
@@ -563,7 +566,8 @@ func TestRingCompare(t *testing.T) {
 		}
 	})
 
-	t.Run("tcp", func(t *testing.T) {
+	b.Run("tcp", func(b *testing.B) {
+		t := b
 		const size = 1 << 30
 		vs := []cmpVariant{v2def, v3def, v3big}
 		mbps := make([][]float64, len(vs))
@@ -595,7 +599,7 @@ func TestRingCompare(t *testing.T) {
 // (variant v) has no consumer, waits until the ring has accounted for all
 // of them, and returns its drops and the rate the burst came at. Then it
 // drains the ring.
-func (l *cmpLab) burst(t *testing.T, v cmpVariant, n uint64, rate float64) (drops uint64, got float64) {
+func (l *cmpLab) burst(t testing.TB, v cmpVariant, n uint64, rate float64) (drops uint64, got float64) {
 	t.Helper()
 	var rx *RX
 	if err := l.fg.ns.Do(func() (err error) {
@@ -645,7 +649,7 @@ type latResult struct {
 	fwdNs         float64 // forwarder CPU time per frame
 }
 
-func (l *cmpLab) latency(t *testing.T, sink *RX, v cmpVariant, rate float64, d time.Duration) latResult {
+func (l *cmpLab) latency(t testing.TB, sink *RX, v cmpVariant, rate float64, d time.Duration) latResult {
 	t.Helper()
 	f := startFwd(t, l.fg, l.fs, l.sink.mac, v.cfg, 1)
 	lat := make([]int64, 0, int(rate*d.Seconds())+1024)
