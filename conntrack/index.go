@@ -19,19 +19,19 @@ type index[D Dest] struct {
 // minBuckets is a shard index's first size.
 const minBuckets = 8
 
-// bucket returns the bucket of k. The shard was chosen by the low bits
-// of the same hash; the bucket takes the high ones.
-func (x *index[D]) bucket(k *Key) **entry[D] {
-	h := k.hash(x.seed)
+// bucket returns the bucket of the key whose hash is h (Key.hash with
+// the table's seed). The shard was chosen by the low bits of the same
+// hash; the bucket takes the high ones.
+func (x *index[D]) bucket(h uint64) **entry[D] {
 	return &x.buckets[(h>>32)&uint64(len(x.buckets)-1)]
 }
 
-// get returns the entry of k, or nil.
-func (x *index[D]) get(k *Key) *entry[D] {
+// get returns the entry of k, whose hash is h, or nil.
+func (x *index[D]) get(k *Key, h uint64) *entry[D] {
 	if x.n == 0 {
 		return nil
 	}
-	for e := *x.bucket(k); e != nil; e = e.next {
+	for e := *x.bucket(h); e != nil; e = e.next {
 		if e.key == *k {
 			return e
 		}
@@ -39,13 +39,13 @@ func (x *index[D]) get(k *Key) *entry[D] {
 	return nil
 }
 
-// put adds e, whose key is not in the index yet, and returns the number
-// of buckets the index grew by to make room (usually 0).
-func (x *index[D]) put(e *entry[D]) (grown int) {
+// put adds e, whose key is not in the index yet and hashes to h, and
+// returns the number of buckets the index grew by to make room (usually 0).
+func (x *index[D]) put(e *entry[D], h uint64) (grown int) {
 	if x.n >= len(x.buckets) {
 		grown = x.grow()
 	}
-	b := x.bucket(&e.key)
+	b := x.bucket(h)
 	e.next = *b
 	*b = e
 	x.n++
@@ -57,7 +57,7 @@ func (x *index[D]) del(e *entry[D]) {
 	if x.n == 0 {
 		return
 	}
-	for p := x.bucket(&e.key); *p != nil; p = &(*p).next {
+	for p := x.bucket(e.key.hash(x.seed)); *p != nil; p = &(*p).next {
 		if *p == e {
 			*p = e.next
 			e.next = nil
@@ -77,7 +77,7 @@ func (x *index[D]) grow() (grown int) {
 	for _, e := range old {
 		for e != nil {
 			next := e.next
-			b := x.bucket(&e.key)
+			b := x.bucket(e.key.hash(x.seed))
 			e.next = *b
 			*b = e
 			e = next

@@ -108,8 +108,8 @@ type Table[D Dest] struct {
 	// buckets is the number of index buckets over all shards, which sets
 	// the pace of ReapDue's steps.
 	buckets atomic.Int64
-	// reapNext is the monotonic time at which the next shard is due for
-	// ReapDue (0: not started).
+	// reapNext is the monotonic time at which ReapDue's next step is due
+	// (0: not started).
 	reapNext atomic.Int64
 
 	onRemove func(k *Key, aux *Aux)
@@ -259,7 +259,15 @@ func (t *Table[D]) Stats() Stats {
 }
 
 func (t *Table[D]) shardOf(k *Key) *shard[D] {
-	return &t.shards[k.hash(t.seed)&t.mask]
+	s, _ := t.locate(k)
+	return s
+}
+
+// locate returns the shard of k and k's hash, which the shard's index
+// takes too, so that a lookup hashes its key once.
+func (t *Table[D]) locate(k *Key) (*shard[D], uint64) {
+	h := k.hash(t.seed)
+	return &t.shards[h&t.mask], h
 }
 
 // Result tells what a packet did to its connection: the state before and
@@ -281,9 +289,9 @@ func (t *Table[D]) Lookup(k *Key, dir Direction, tcpFlags uint8, now int64) (des
 // Get is Lookup returning the whole connection: destination, key,
 // per-connection state and the state change.
 func (t *Table[D]) Get(k *Key, dir Direction, tcpFlags uint8, now int64) (c Conn[D], ok bool) {
-	s := t.shardOf(k)
+	s, h := t.locate(k)
 	s.mu.Lock()
-	e := s.m.get(k)
+	e := s.m.get(k, h)
 	if e == nil || e.flags&flagTemplate != 0 {
 		s.mu.Unlock()
 		return c, false
@@ -306,10 +314,10 @@ func (t *Table[D]) Get(k *Key, dir Direction, tcpFlags uint8, now int64) (c Conn
 // timer (for an ICMP error about the connection, which IPVS relays
 // without a state transition).
 func (t *Table[D]) Peek(k *Key, now int64) (c Conn[D], ok bool) {
-	s := t.shardOf(k)
+	s, h := t.locate(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m.get(k)
+	e := s.m.get(k, h)
 	if e == nil || e.flags&flagTemplate != 0 || e.expires <= now {
 		return c, false
 	}
@@ -327,10 +335,10 @@ func (t *Table[D]) PeekReply(rk *Key, now int64) (c Conn[D], ok bool) {
 	if !found {
 		return c, false
 	}
-	s := t.shardOf(&ref.key)
+	s, h := t.locate(&ref.key)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m.get(&ref.key)
+	e := s.m.get(&ref.key, h)
 	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen || e.expires <= now {
 		return c, false
 	}
@@ -351,9 +359,9 @@ func (t *Table[D]) GetReply(rk *Key, tcpFlags uint8, now int64) (c Conn[D], ok b
 	if !found {
 		return c, false
 	}
-	s := t.shardOf(&ref.key)
+	s, h := t.locate(&ref.key)
 	s.mu.Lock()
-	e := s.m.get(&ref.key)
+	e := s.m.get(&ref.key, h)
 	if e == nil || e.flags&flagReply == 0 || e.reply != *rk || e.gen.Load() != ref.gen {
 		s.mu.Unlock()
 		return c, false
@@ -375,10 +383,10 @@ func (t *Table[D]) GetReply(rk *Key, tcpFlags uint8, now int64) (c Conn[D], ok b
 // Remove removes the connection entry of k at once, if there is one (as
 // ip_vs_conn_expire_now does for expire_nodest_conn).
 func (t *Table[D]) Remove(k *Key) bool {
-	s := t.shardOf(k)
+	s, h := t.locate(k)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m.get(k)
+	e := s.m.get(k, h)
 	if e == nil || e.flags&flagTemplate != 0 {
 		return false
 	}
@@ -398,10 +406,10 @@ type TemplateRef[D Dest] struct {
 // it placed, as ip_vs_ct_in_get and ip_vs_conn_put do), and returns its
 // destination.
 func (t *Table[D]) Template(tk *Key, timeout time.Duration, now int64) (dest D, ref TemplateRef[D], ok bool) {
-	s := t.shardOf(tk)
+	s, h := t.locate(tk)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e := s.m.get(tk)
+	e := s.m.get(tk, h)
 	if e == nil || e.flags&flagTemplate == 0 {
 		return dest, ref, false
 	}
@@ -419,9 +427,9 @@ func (t *Table[D]) Template(tk *Key, timeout time.Duration, now int64) (dest D, 
 // unavailable is replaced, as ip_vs_check_template invalidates it). It
 // fails only when the table is full.
 func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now int64) (TemplateRef[D], error) {
-	s := t.shardOf(tk)
+	s, h := t.locate(tk)
 	s.mu.Lock()
-	if e := s.m.get(tk); e != nil {
+	if e := s.m.get(tk, h); e != nil {
 		// The connections it controls keep their destination; their
 		// links to it go stale with its generation.
 		t.remove(s, e)
@@ -432,7 +440,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old := s.m.get(tk); old != nil { // another worker made it meanwhile
+	if old := s.m.get(tk, h); old != nil { // another worker made it meanwhile
 		t.count.Add(-1)
 		old.expires = now + int64(timeout)
 		return TemplateRef[D]{e: old, gen: old.gen.Load()}, nil
@@ -447,7 +455,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 	e.flags = flagTemplate
 	e.expires = now + int64(timeout)
 	dest.ConnCounts().boundTemplate()
-	t.buckets.Add(int64(s.m.put(e)))
+	t.buckets.Add(int64(s.m.put(e, h)))
 	t.created.Add(1)
 	return TemplateRef[D]{e: e, gen: e.gen.Load()}, nil
 }
@@ -477,9 +485,9 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 	if !t.reserve(true) {
 		return c, ErrFull
 	}
-	s := t.shardOf(k)
+	s, h := t.locate(k)
 	s.mu.Lock()
-	if e := s.m.get(k); e != nil {
+	if e := s.m.get(k, h); e != nil {
 		if e.expires > now && e.flags&flagTemplate == 0 {
 			t.count.Add(-1) // give the reservation back
 			c.Old = e.state
@@ -513,7 +521,7 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 	}
 	e.expires = now + int64(newConnTimeout)
 	dest.ConnCounts().bound(false)
-	t.buckets.Add(int64(s.m.put(e)))
+	t.buckets.Add(int64(s.m.put(e, h)))
 	t.created.Add(1)
 	c.Old = StateNone
 	c.Created = true
@@ -572,9 +580,9 @@ func (t *Table[D]) evictOne() bool {
 		key, gen := e.key, e.gen.Load()
 		t.hoMu.Unlock()
 
-		s := t.shardOf(&key)
+		s, h := t.locate(&key)
 		s.mu.Lock()
-		if cur := s.m.get(&key); cur == e && e.gen.Load() == gen && (e.state == StateSynRecv || e.state == StateSynAck) {
+		if cur := s.m.get(&key, h); cur == e && e.gen.Load() == gen && (e.state == StateSynRecv || e.state == StateSynAck) {
 			t.remove(s, e)
 			s.mu.Unlock()
 			t.evicted.Add(1)
@@ -960,9 +968,9 @@ func (t *Table[D]) Walk(now int64, fn func(Entry[D]) bool) {
 // does for a synchronised connection. It fails only when the table is full
 // (imports do not evict).
 func (t *Table[D]) Import(in Entry[D]) error {
-	s := t.shardOf(&in.Key)
+	s, h := t.locate(&in.Key)
 	s.mu.Lock()
-	if e := s.m.get(&in.Key); e != nil {
+	if e := s.m.get(&in.Key, h); e != nil {
 		t.remove(s, e)
 	}
 	s.mu.Unlock()
@@ -970,7 +978,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 		return ErrFull
 	}
 	s.mu.Lock()
-	if e := s.m.get(&in.Key); e != nil {
+	if e := s.m.get(&in.Key, h); e != nil {
 		t.remove(s, e)
 	}
 	e := s.alloc()
@@ -1002,7 +1010,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 			t.moveHalfOpen(e, e.state)
 		}
 	}
-	t.buckets.Add(int64(s.m.put(e)))
+	t.buckets.Add(int64(s.m.put(e, h)))
 	t.created.Add(1)
 	s.mu.Unlock()
 	if indexReply {
