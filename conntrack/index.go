@@ -1,5 +1,7 @@
 package conntrack
 
+import "sync/atomic"
+
 // index is a shard's hash index of its entries by key: a chained hash
 // table like the kernel's ip_vs_conn_tab, one pointer per bucket and the
 // entries linked through their next field, doubled when it holds more
@@ -9,11 +11,16 @@ package conntrack
 // the same lookup speed: with a million connections a lookup is bound by
 // the cache misses of reaching the entry either way (BenchmarkLookup).
 //
-// The shard's lock guards it. Growing allocates; nothing else does.
+// The shard's lock guards it, except that Prefetch reads a bucket's head
+// without the lock, only to bring it into the cache: so the buckets are
+// written atomically, and a grown array is published through shared.
+// Growing allocates; nothing else does.
 type index[D Dest] struct {
-	buckets []*entry[D]
-	n       int
-	seed    uint64
+	buckets []atomic.Pointer[entry[D]]
+	// shared is buckets for Prefetch (nil until the first entry).
+	shared atomic.Pointer[[]atomic.Pointer[entry[D]]]
+	n      int
+	seed   uint64
 }
 
 // minBuckets is a shard index's first size.
@@ -22,7 +29,7 @@ const minBuckets = 8
 // bucket returns the bucket of the key whose hash is h (Key.hash with
 // the table's seed). The shard was chosen by the low bits of the same
 // hash; the bucket takes the high ones.
-func (x *index[D]) bucket(h uint64) **entry[D] {
+func (x *index[D]) bucket(h uint64) *atomic.Pointer[entry[D]] {
 	return &x.buckets[(h>>32)&uint64(len(x.buckets)-1)]
 }
 
@@ -31,7 +38,7 @@ func (x *index[D]) get(k *Key, h uint64) *entry[D] {
 	if x.n == 0 {
 		return nil
 	}
-	for e := *x.bucket(h); e != nil; e = e.next {
+	for e := x.bucket(h).Load(); e != nil; e = e.next {
 		if e.key == *k {
 			return e
 		}
@@ -46,8 +53,8 @@ func (x *index[D]) put(e *entry[D], h uint64) (grown int) {
 		grown = x.grow()
 	}
 	b := x.bucket(h)
-	e.next = *b
-	*b = e
+	e.next = b.Load()
+	b.Store(e)
 	x.n++
 	return grown
 }
@@ -57,9 +64,16 @@ func (x *index[D]) del(e *entry[D]) {
 	if x.n == 0 {
 		return
 	}
-	for p := x.bucket(e.key.hash(x.seed)); *p != nil; p = &(*p).next {
-		if *p == e {
-			*p = e.next
+	b := x.bucket(e.key.hash(x.seed))
+	if b.Load() == e {
+		b.Store(e.next)
+		e.next = nil
+		x.n--
+		return
+	}
+	for p := b.Load(); p != nil; p = p.next {
+		if p.next == e {
+			p.next = e.next
 			e.next = nil
 			x.n--
 			return
@@ -73,16 +87,18 @@ func (x *index[D]) grow() (grown int) {
 		n = minBuckets
 	}
 	old := x.buckets
-	x.buckets = make([]*entry[D], n)
-	for _, e := range old {
-		for e != nil {
+	x.buckets = make([]atomic.Pointer[entry[D]], n)
+	for i := range old {
+		for e := old[i].Load(); e != nil; {
 			next := e.next
 			b := x.bucket(e.key.hash(x.seed))
-			e.next = *b
-			*b = e
+			e.next = b.Load()
+			b.Store(e)
 			e = next
 		}
 	}
+	shared := x.buckets
+	x.shared.Store(&shared)
 	return n - len(old)
 }
 
@@ -92,8 +108,8 @@ func (x *index[D]) each(fn func(e *entry[D])) {
 	if x.n == 0 {
 		return
 	}
-	for _, e := range x.buckets {
-		for e != nil {
+	for i := range x.buckets {
+		for e := x.buckets[i].Load(); e != nil; {
 			next := e.next
 			fn(e)
 			e = next

@@ -114,6 +114,11 @@ type Table[D Dest] struct {
 
 	onRemove func(k *Key, aux *Aux)
 
+	// slab is what is left of the last slab of entries (alloc). slabMu
+	// is taken after a shard lock.
+	slabMu sync.Mutex
+	slab   []entry[D]
+
 	// stale are reply-index entries of removed connections, for Reap to
 	// delete (removing them at once would take a second shard lock).
 	staleMu sync.Mutex
@@ -155,30 +160,45 @@ type shard[D Dest] struct {
 }
 
 type entry[D Dest] struct {
-	key     Key
-	dest    D
+	// The first two cache lines hold what a lookup reads (Get: the key,
+	// state, flags, timer, destination and Aux; advance), and
+	// Prefetch touches one atomic field in each of them (gen, nControl).
+	// The entry is padded to three whole lines (entrySize), and the chunks
+	// entries come in start on a line, so no entry shares a line with
+	// another and a lookup never needs a third.
+	key    Key
+	state  State
+	flags  uint8
+	hoList uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
+	// gen changes each time the entry is reused, so that references to
+	// it from other shards can tell it is no longer theirs.
+	gen     atomic.Uint32
 	expires int64 // monotonic nanoseconds
+	dest    D
+
+	aux Aux
 	// ctl is the persistence template that controls this connection
 	// (IPVS's cp->control), valid while ctl.gen equals ctlGen.
-	ctl    *entry[D]
 	ctlGen uint32
 	// nControl counts the live connections a template controls; a
 	// template does not expire while it controls any (n_control).
 	nControl atomic.Int32
-	// gen changes each time the entry is reused, so that references to
-	// it from other shards can tell it is no longer theirs.
-	gen atomic.Uint32
-
-	hoPrev, hoNext *entry[D] // half-open list, guarded by Table.hoMu
+	ctl      *entry[D]
 	// next links the entry in its shard's index (a hash chain) while it
 	// is in the table, and on the shard's free list after: never both.
-	next   *entry[D]
-	reply  Key // the reply key, if flagReply
-	aux    Aux
-	state  State
-	flags  uint8
-	hoList uint8 // 0: on no list; 1+i: on halfOpen[i] (hoMu)
+	next           *entry[D]
+	hoPrev, hoNext *entry[D] // half-open list, guarded by Table.hoMu
+
+	reply Key // the reply key, if flagReply
+	_     [entryPad]byte
 }
+
+// entrySize is an entry's size: three cache lines. entryPad fills the
+// third after the reply key.
+const (
+	entrySize = 192
+	entryPad  = entrySize - 128 - 38
+)
 
 // Entry flags, as IPVS's IP_VS_CONN_F_* bits do.
 const (
@@ -445,7 +465,7 @@ func (t *Table[D]) InsertTemplate(tk *Key, dest D, timeout time.Duration, now in
 		old.expires = now + int64(timeout)
 		return TemplateRef[D]{e: old, gen: old.gen.Load()}, nil
 	}
-	e := s.alloc()
+	e := t.alloc(s)
 	e.key = *tk
 	e.dest = dest
 	e.state = StateNone
@@ -500,7 +520,7 @@ func (t *Table[D]) InsertWith(k *Key, dest D, opts *InsertOpts[D], tcpFlags uint
 		t.remove(s, e)
 		t.expired.Add(1)
 	}
-	e := s.alloc()
+	e := t.alloc(s)
 	e.key = *k
 	e.dest = dest
 	e.state = StateNone
@@ -722,13 +742,27 @@ func (t *Table[D]) remove(s *shard[D], e *entry[D]) {
 	t.count.Add(-1)
 }
 
-// entryChunk is how many entries a shard allocates at once when its free
-// list is empty, so that a growing table makes few, larger allocations.
-const entryChunk = 32
+// Entries are allocated from the table's slab, slabEntries at a time, and
+// a shard whose free list is empty takes entryChunk of them: a growing
+// table makes few, large allocations, and a small one spread over many
+// shards holds few idle entries. A slab is a large object (over 32 KiB),
+// which the Go allocator places at the start of a page, with no header in
+// front: every entry in it starts on a cache line.
+const (
+	slabEntries = 256
+	entryChunk  = 16
+)
 
-func (s *shard[D]) alloc() *entry[D] {
+// alloc returns a free entry for shard s, whose lock is held.
+func (t *Table[D]) alloc(s *shard[D]) *entry[D] {
 	if s.free == nil {
-		chunk := make([]entry[D], entryChunk)
+		t.slabMu.Lock()
+		if len(t.slab) < entryChunk {
+			t.slab = make([]entry[D], slabEntries)
+		}
+		chunk := t.slab[:entryChunk:entryChunk]
+		t.slab = t.slab[entryChunk:]
+		t.slabMu.Unlock()
 		for i := range chunk {
 			chunk[i].next = s.free
 			s.free = &chunk[i]
@@ -819,7 +853,7 @@ func (t *Table[D]) reapStep(now int64) (removed int) {
 		nb := len(s.m.buckets)
 		end := min(t.reapBucket+left, nb)
 		for b := t.reapBucket; b < end; b++ {
-			for e := s.m.buckets[b]; e != nil; {
+			for e := s.m.buckets[b].Load(); e != nil; {
 				next := e.next
 				removed += t.reapEntry(s, e, now)
 				e = next
@@ -981,7 +1015,7 @@ func (t *Table[D]) Import(in Entry[D]) error {
 	if e := s.m.get(&in.Key, h); e != nil {
 		t.remove(s, e)
 	}
-	e := s.alloc()
+	e := t.alloc(s)
 	e.key = in.Key
 	e.dest = in.Dest
 	e.state = in.State

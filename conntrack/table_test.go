@@ -2,11 +2,13 @@ package conntrack
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 type dest struct {
@@ -472,11 +474,15 @@ func BenchmarkLookup(b *testing.B) {
 				keys[i] = KeyV4(6, [4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, uint16(i), [4]byte{198, 19, 0, 1}, 80)
 				tab.Insert(&keys[i], d, true, fSYN, now)
 			}
+			// In random order, as packets of many flows come: in the
+			// order of insertion, neighbouring entries would share
+			// cache lines and pages.
+			order := rand.New(rand.NewPCG(1, 2)).Perm(size)
 			b.ReportAllocs()
 			b.ResetTimer()
 			i := 0
 			for b.Loop() {
-				tab.Lookup(&keys[i], Input, fACK, now)
+				tab.Lookup(&keys[order[i]], Input, fACK, now)
 				i++
 				if i == size {
 					i = 0
@@ -484,6 +490,32 @@ func BenchmarkLookup(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkReapStep measures the expiry sweep over a million live
+// connections (none expired), per entry visited: ReapDue visits every
+// entry once per SweepPeriod, so this times the table's size over
+// SweepPeriod is the CPU share the sweep takes.
+func BenchmarkReapStep(b *testing.B) {
+	const size = 1 << 20
+	tab := New[*dest](&Config{MaxEntries: 2 * size})
+	d := &dest{}
+	now := int64(time.Hour)
+	order := rand.New(rand.NewPCG(1, 2)).Perm(size)
+	for _, i := range order { // inserted in random order: entries scattered as a live table's are
+		k := KeyV4(17, [4]byte{198, 18, byte(i >> 16), byte(i >> 8)}, uint16(i), [4]byte{198, 19, 0, 1}, 53)
+		tab.Insert(&k, d, true, 0, now)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		tab.reapMu.Lock()
+		if tab.reapStep(now) != 0 {
+			b.Fatal("the sweep removed a live entry")
+		}
+		tab.reapMu.Unlock()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*reapStepBuckets), "ns/bucket")
 }
 
 func BenchmarkInsertExpire(b *testing.B) {
@@ -646,5 +678,51 @@ func TestReapDuePace(t *testing.T) {
 	}
 	if n := tab.Len(); n != 0 {
 		t.Errorf("%d entries left after more than a sweep's steps, want 0", n)
+	}
+}
+
+// TestEntryLayout checks the cache-line layout entry's comment promises:
+// what a lookup reads in the first two lines, three lines in all, and
+// chunks of entries that start on a line.
+func TestEntryLayout(t *testing.T) {
+	var e entry[*dest]
+	if got := unsafe.Sizeof(e); got != entrySize {
+		t.Errorf("entry is %d bytes, want %d", got, entrySize)
+	}
+	for _, f := range []struct {
+		name string
+		off  uintptr
+		size uintptr
+	}{
+		{"key", unsafe.Offsetof(e.key), unsafe.Sizeof(e.key)},
+		{"state", unsafe.Offsetof(e.state), 1},
+		{"flags", unsafe.Offsetof(e.flags), 1},
+		{"gen", unsafe.Offsetof(e.gen), 4},
+		{"expires", unsafe.Offsetof(e.expires), 8},
+		{"dest", unsafe.Offsetof(e.dest), 8},
+	} {
+		if f.off+f.size > 64 {
+			t.Errorf("entry.%s at [%d, %d): not in the first cache line", f.name, f.off, f.off+f.size)
+		}
+	}
+	for _, f := range []struct {
+		name string
+		off  uintptr
+		size uintptr
+	}{
+		{"aux", unsafe.Offsetof(e.aux), unsafe.Sizeof(e.aux)},
+		{"nControl", unsafe.Offsetof(e.nControl), 4},
+	} {
+		if f.off < 64 || f.off+f.size > 128 {
+			t.Errorf("entry.%s at [%d, %d): not in the second cache line", f.name, f.off, f.off+f.size)
+		}
+	}
+	tab := New[*dest](nil)
+	s := &tab.shards[0]
+	for range 2 * slabEntries {
+		e := tab.alloc(s)
+		if a := uintptr(unsafe.Pointer(e)); a%64 != 0 {
+			t.Errorf("entry at %#x: not on a cache line", a)
+		}
 	}
 }

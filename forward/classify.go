@@ -230,19 +230,24 @@ const (
 // connection's forwarding method.
 func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Reason {
 	var p packet
-	if r := classify(f, &p); r != Forwarded {
+	return w.handleClassified(f, &p, classify(f, &p), now, snap)
+}
+
+// handleClassified is handle after classify(f, p) returned r.
+func (w *Worker) handleClassified(f *afpacket.Frame, p *packet, r Reason, now int64, snap *service.Snapshot) Reason {
+	if r != Forwarded {
 		switch {
 		case r == Fragment:
-			return w.handleFragment(f, &p, now, snap)
+			return w.handleFragment(f, p, now, snap)
 		case r == NotOurs && p.proto == hdr.ProtoICMP && !p.ip.IsFragment():
-			return w.handleICMP(f, &p, now, snap)
+			return w.handleICMP(f, p, now, snap)
 		}
 		return r
 	}
 	svc := snap.Lookup(service.Key{Addr: p.dst, Port: p.dport, Protocol: p.proto})
 	if svc == nil {
 		if snap.MayBeReply(p.proto, p.src, p.sport, p.dst) {
-			return w.handleReply(f, &p, now)
+			return w.handleReply(f, p, now)
 		}
 		if snap.IsVirtual(p.dst, 0) {
 			return NoService
@@ -284,14 +289,14 @@ func (w *Worker) handle(f *afpacket.Frame, now int64, snap *service.Snapshot) Re
 			return NoConn
 		}
 		var r Reason
-		if c, r = w.connect(f, &p, svc, now); r != Forwarded {
+		if c, r = w.connect(f, p, svc, now); r != Forwarded {
 			return r
 		}
 	}
 	if p.frag == fragFirst {
-		w.e.frags.put(&p, false, now)
+		w.e.frags.put(p, false, now)
 	}
-	return w.forward(f, &p, &c, svc)
+	return w.forward(f, p, &c, svc)
 }
 
 // forward counts a client's frame for its connection and hands it to the
