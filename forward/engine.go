@@ -48,6 +48,21 @@ type Egress struct {
 	// fragments above it; 0 means 1500).
 	MTU int
 	TX  Transmitter
+
+	// direct is TX when it can also send a super-frame at once from
+	// where it lies (directSender), and directMin the smallest frame it
+	// takes: set by AddWorker.
+	direct    directSender
+	directMin int
+}
+
+// directSender is a Transmitter that can also send a large frame at once,
+// from wherever it is: *afpacket.TX opened with TXConfig.DirectMin. A worker
+// rewrites such a frame in its receive slot and sends it from there instead
+// of copying it into a transmit slot (see afpacket.TX.SendDirect for why).
+type directSender interface {
+	DirectMin() int
+	SendDirect(vnet *afpacket.VNetHdr, frame []byte) error
 }
 
 // Config is what an Engine forwards with.
@@ -120,6 +135,9 @@ type Worker struct {
 	// IPv4 packet and its outer header.
 	scratch []byte
 	tap     *workerTap // made at the first tapped batch (tap.go)
+	// tapping is set while a tapped batch runs: every frame then goes
+	// through the transmit slots, where the tap sees it.
+	tapping bool
 
 	counts      [numReasons]atomic.Uint64
 	frameN      atomic.Uint64
@@ -142,6 +160,9 @@ func (e *Engine) AddWorker(name string, ifindex int, rx Receiver, egress []Egres
 	for i := range egress {
 		if d, ok := egress[i].TX.(dropCounter); ok {
 			w.txDrops = append(w.txDrops, d)
+		}
+		if d, ok := egress[i].TX.(directSender); ok && d.DirectMin() > 0 {
+			egress[i].direct, egress[i].directMin = d, d.DirectMin()
 		}
 	}
 	e.workers = append(e.workers, w)

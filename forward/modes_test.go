@@ -624,3 +624,77 @@ func BenchmarkHandleFlows(b *testing.B) {
 		}
 	}
 }
+
+// directTX is a fakeTX that also sends frames of min bytes or more
+// directly (a directSender), recording them with the slot ones.
+type directTX struct {
+	*fakeTX
+	min    int
+	direct int
+}
+
+func (t *directTX) DirectMin() int { return t.min }
+func (t *directTX) SendDirect(v *afpacket.VNetHdr, b []byte) error {
+	t.sent = append(t.sent, bytes.Clone(b))
+	t.vnets = append(t.vnets, *v)
+	t.direct++
+	return nil
+}
+
+// newDirectRig is newModeRig with transmitters that send frames of 1000
+// bytes or more directly: [0] the client side's, [1] the real server's.
+func newDirectRig(t *testing.T, fwd service.Forward) (*modeRig, [2]*directTX) {
+	rig := newModeRig(t, fwd, hdr.ProtoTCP)
+	var dtx [2]*directTX
+	for i, ftx := range []*fakeTX{rig.lan, rig.real} {
+		dtx[i] = &directTX{fakeTX: ftx, min: 1000}
+		eg := &rig.w.egress[i]
+		eg.TX, eg.direct, eg.directMin = dtx[i], dtx[i], dtx[i].min
+	}
+	return rig, dtx
+}
+
+// superFrame is a 10 000-byte TCP super-frame of the connection from
+// client port 41000, its checksum left to offload.
+func superFrame() afpacket.Frame {
+	s := tcpFrame(41000, hdr.TCPFlagACK)
+	s.payload = 10000
+	f := frame(s.build())
+	makePartial(&f)
+	f.VNet.GSOType, f.VNet.GSOSize = afpacket.GSOTCPv4, 1448
+	return f
+}
+
+// TestSuperFramesSentDirect: with a transmitter that sends large frames
+// directly, a super-frame is rewritten in its receive slot and handed to
+// SendDirect, and leaves exactly as it leaves through a transmit slot;
+// small frames still go through the slots.
+func TestSuperFramesSentDirect(t *testing.T) {
+	for _, fwd := range []service.Forward{service.Route, service.Masq, service.FullNAT} {
+		t.Run(fwd.String(), func(t *testing.T) {
+			slots := newModeRig(t, fwd, hdr.ProtoTCP)
+			direct, dtx := newDirectRig(t, fwd)
+			r := rand.New(rand.NewPCG(5, 6))
+			syn := randomFrame(t, r, hdr.ProtoTCP, clientIP, 41000, vip, 80, true)
+			for _, rig := range []*modeRig{slots, direct} {
+				if v := rig.send(frame(bytes.Clone(syn))); v != Forwarded {
+					t.Fatalf("SYN: verdict %v", v)
+				}
+				if v := rig.send(superFrame()); v != Forwarded {
+					t.Fatalf("super-frame: verdict %v", v)
+				}
+			}
+			if dtx[1].direct != 1 || dtx[0].direct != 0 {
+				t.Fatalf("sent directly: %d frames to the real server, %d to the client; want 1 and 0 (the SYN through a slot)", dtx[1].direct, dtx[0].direct)
+			}
+			want, wantV := slots.last(slots.real)
+			got, gotV := direct.last(direct.real)
+			if !bytes.Equal(got, want) || gotV != wantV {
+				t.Errorf("sent directly:\n%x %+v\nthrough a slot:\n%x %+v", got[:64], gotV, want[:64], wantV)
+			}
+			if !bytes.Equal(direct.w.frames[0].Data, want) {
+				t.Error("the frame was not rewritten in its receive slot")
+			}
+		})
+	}
+}

@@ -14,12 +14,22 @@ type out struct {
 	ei   int
 	vnet *afpacket.VNetHdr
 	b    []byte // the frame in the slot
+	// direct: b is the frame in its receive slot, to go out with
+	// SendDirect.
+	direct bool
 }
 
 // copyOut copies the frame into a slot of egress ei with its virtio-net
 // header. ok is false (and r the verdict) when there is no slot.
+//
+// A super-frame (of the egress's directMin bytes or more) is not copied:
+// it is rewritten where it lies, in its receive slot, and send hands it
+// to the egress's direct socket, which copies it once into the kernel.
 func (w *Worker) copyOut(f *afpacket.Frame, ei int) (o out, r Reason) {
 	eg := &w.egress[ei]
+	if eg.directMin > 0 && len(f.Data) >= eg.directMin && !w.tapping {
+		return out{eg: eg, ei: ei, vnet: &f.VNet, b: f.Data, direct: true}, Forwarded
+	}
 	vnet, buf, ok := eg.TX.Slot()
 	if !ok {
 		return o, TxFull
@@ -39,6 +49,12 @@ func (w *Worker) send(o *out, dst [6]byte) Reason {
 	e := hdr.Ethernet(o.b)
 	e.SetDestination(dst)
 	e.SetSource(o.eg.MAC)
+	if o.direct {
+		if o.eg.direct.SendDirect(o.vnet, o.b) != nil {
+			return TxFull // counted by the transmitter's drops
+		}
+		return Forwarded
+	}
 	o.eg.TX.Commit(len(o.b))
 	w.dirty[o.ei] = true
 	return Forwarded

@@ -200,6 +200,7 @@ func (w *Worker) tapBatch(h *tapHolder, n int, now int64, snap *service.Snapshot
 		w.egress[i].TX = &wt.txs[i]
 	}
 	t := h.t
+	w.tapping = true
 	for i := range n {
 		f := &w.frames[i]
 		o := &wt.obs
@@ -223,6 +224,7 @@ func (w *Worker) tapBatch(h *tapHolder, n int, now int64, snap *service.Snapshot
 		wt.saved[i] = nil
 	}
 	clear(wt.txs)
+	w.tapping = false
 }
 
 // tapDecide reads what the tables say before frame f is handled, if the

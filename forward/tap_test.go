@@ -235,3 +235,23 @@ func TestTapOutsBounded(t *testing.T) {
 		t.Fatalf("%d outs, %d lost, %d sent", len(o.Outs), o.OutsLost, len(rig.real.sent))
 	}
 }
+
+// TestTappedSuperFrameUsesSlots: while a tap is set, a super-frame goes
+// through a transmit slot even where it could be sent directly, so that
+// the tap sees what leaves.
+func TestTappedSuperFrameUsesSlots(t *testing.T) {
+	rig, dtx := newDirectRig(t, service.Route)
+	r := rand.New(rand.NewPCG(5, 6))
+	rig.send(frame(randomFrame(t, r, hdr.ProtoTCP, clientIP, 41000, vip, 80, true)))
+	rig.w.e.SetTap(nopTap{})
+	if v := rig.send(superFrame()); v != Forwarded {
+		t.Fatalf("verdict %v", v)
+	}
+	if dtx[1].direct != 0 || len(rig.real.sent) != 2 {
+		t.Errorf("%d frames sent directly, %d through slots; want 0 and 2", dtx[1].direct, len(rig.real.sent))
+	}
+	rig.w.e.SetTap(nil)
+	if v := rig.send(superFrame()); v != Forwarded || dtx[1].direct != 1 {
+		t.Errorf("untapped again: verdict %v, %d frames sent directly; want 1", v, dtx[1].direct)
+	}
+}

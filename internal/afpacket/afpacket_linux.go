@@ -106,6 +106,10 @@ type TXConfig struct {
 	// FullWait bounds how long Slot waits for the kernel to free a slot
 	// when the ring is full (default DefaultFullWait; negative: no wait).
 	FullWait time.Duration
+	// DirectMin, if positive, opens a second socket on the interface,
+	// without a ring, through which SendDirect sends frames of at least
+	// DirectMin bytes from wherever they are (see SendDirect).
+	DirectMin int
 }
 
 // linearMax is the largest frame that Commit asks the kernel to copy
@@ -616,6 +620,8 @@ type TX struct {
 	sendErr unix.Errno            // its result
 	free    func(fd uintptr) bool // RawConn.Write callback, made once
 
+	direct *directSocket // nil without TXConfig.DirectMin
+
 	errClosed error
 }
 
@@ -686,6 +692,14 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 		_, _, t.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
 	t.free = func(uintptr) bool { return t.slotFree(t.s.offs[t.head]) }
+	if cfg.DirectMin > 0 {
+		d, err := openDirect(ifindex, cfg.DirectMin, cfg.QdiscBypass)
+		if err != nil {
+			t.Close()
+			return nil, err
+		}
+		t.direct = d
+	}
 	return t, nil
 }
 
@@ -876,6 +890,9 @@ func (t *TX) Close() error {
 	t.closed = true
 	t.out = false // a Commit now panics instead of writing to unmapped memory
 	err := t.s.conn.Close()
+	if t.direct != nil {
+		err = errors.Join(err, t.direct.conn.Close())
+	}
 	// The mapping keeps the socket alive; unmapping it releases both.
 	_ = unix.Munmap(t.s.ring)
 	return err

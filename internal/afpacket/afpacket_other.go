@@ -37,6 +37,7 @@ type TXConfig struct {
 	FrameSize, FrameCount int
 	QdiscBypass           bool
 	FullWait              time.Duration
+	DirectMin             int
 }
 
 // DefaultFullWait: see the Linux documentation.
@@ -79,3 +80,7 @@ func (t *TX) Flush() error                               { return ErrNotSupporte
 func (t *TX) Pending() bool                              { return false }
 func (t *TX) Drops() uint64                              { return 0 }
 func (t *TX) Close() error                               { return nil }
+func (t *TX) DirectMin() int                             { return 0 }
+func (t *TX) SendDirect(vnet *VNetHdr, frame []byte) error {
+	return ErrNotSupported
+}
