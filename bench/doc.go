@@ -61,7 +61,9 @@
 // and keeps the difference: p50, p99, p99.9 and max, and the latency added
 // over the kernel path's. Both clocks are the same machine's: no offset;
 // a frame that arrived "before" it was sent (a stepped clock) is counted
-// and left out.
+// and left out. A gvs path's latency is measured twice: with gvs as its
+// defaults have it, then restarted with --busy-poll (this tool's
+// --busy-poll, 50 µs; 0 leaves the second point out, as --quick does).
 //
 // TCP. A second topology (topo.Config.TCP) puts real servers in the
 // sinks: Go net/http servers (run by this process, on listeners opened in
@@ -142,7 +144,7 @@
 //   - The same holds for latency: the kernel paths forward inside the
 //     generator's sendto, while gvs's frames wait in its receive ring
 //     until gvs, on the other CPU, wakes up: gvs's added latency is
-//     mostly that wake-up.
+//     mostly that wake-up, which the --busy-poll point leaves out.
 //   - TCP on two CPUs measures the whole machine: client, servers,
 //     forwarder and every kernel stack share them (gvs pinned to CPU 1,
 //     the rest unpinned). The ratios to direct are the figures to read.

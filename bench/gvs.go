@@ -88,6 +88,7 @@ func (e *env) startGvs(ctx context.Context, ns string, t *topo.Topology, cmds []
 	e.gvsRuns++
 	sock := filepath.Join(e.tmp, fmt.Sprintf("gvs%d.sock", e.gvsRuns))
 	args := []string{e.gvs, "-i", t.DirIn.Name, "-i", t.DirOut.Name, "--socket", sock, "--log-level", "warn"}
+	args = append(args, e.gvsFlags...)
 	taskset, terr := exec.LookPath("taskset")
 	if terr == nil {
 		args = append([]string{taskset, "-c", strconv.Itoa(e.fwdCPU)}, args...)

@@ -63,6 +63,8 @@ type env struct {
 	// trying to install it), by command name; absent: it is there.
 	missing map[string]string
 	gvsRuns int // gvs processes started, for unique socket names
+	// gvsFlags are extra flags for the next gvs started.
+	gvsFlags []string
 
 	// gvs binaries: built once, on first use (or given by flags).
 	gvsOnce      sync.Once

@@ -73,6 +73,9 @@ type Config struct {
 	// but adds up to a millisecond of latency (internal/afpacket's
 	// package documentation has the measurements).
 	RXRing afpacket.Version
+	// BusyPoll is how long a worker keeps looking at its receive ring
+	// before it sleeps (afpacket.RXConfig.BusyPoll; 0: not at all).
+	BusyPoll time.Duration
 	// QdiscBypass sends forwarded frames straight to the driver
 	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
 	// instead of queueing them, and tc egress rules do not see them.
@@ -195,7 +198,7 @@ func New(cfg Config) (d *Director, err error) {
 		return nil, fmt.Errorf("%d workers per interface: at most %d", workers, maxWorkers)
 	}
 	for _, in := range d.ifaces {
-		rcfg := &afpacket.RXConfig{Version: cfg.RXRing}
+		rcfg := &afpacket.RXConfig{Version: cfg.RXRing, BusyPoll: cfg.BusyPoll}
 		if workers > 1 {
 			// One fanout group per interface, named so that another gvs
 			// in the same namespace does not join it.

@@ -201,6 +201,8 @@ func TestModes(t *testing.T) {
 		{"DR/rx-ring v3", Config{Mode: DR, GvsArgs: []string{"--rx-ring", "v3"}}},
 		{"NAT/rx-ring v3, 2 workers", Config{Mode: NAT, Workers: 2, GvsArgs: []string{"--rx-ring", "v3"}}},
 		{"TUN/rx-ring v3", Config{Mode: TUN, GvsArgs: []string{"--rx-ring", "v3"}}},
+		// Workers that keep looking at their rings between frames.
+		{"FULLNAT/busy-poll, 2 workers", Config{Mode: FullNAT, Workers: 2, GvsArgs: []string{"--busy-poll", "100us"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l := newLab(t, tc.cfg)

@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -35,6 +36,10 @@ import (
 	"github.com/gvs-project/gvs/lab"
 	"github.com/gvs-project/gvs/realserver"
 )
+
+// maxBusyPoll bounds --busy-poll: longer than a millisecond is not a
+// latency choice any more, only CPU spent.
+const maxBusyPoll = time.Millisecond
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -89,6 +94,7 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
 	rxRing := fs.String("rx-ring", "v2", "receive ring: v2 (a slot per frame, lowest latency) or v3 (frames packed in blocks: absorbs bursts, adds up to 1 ms of latency)")
 	qdiscBypass := fs.Bool("qdisc-bypass", true, "send forwarded frames straight to the driver, past the interface's qdisc (PACKET_QDISC_BYPASS); =false to queue them through tc")
+	busyPoll := fs.Duration("busy-poll", 0, "how long a worker keeps looking for frames before it sleeps (e.g. 50us): lower latency, more CPU; 0: sleep at once")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
 	tf := traceFlags(fs)
 	if code, ok := parseFlags(fs, args, stderr); !ok {
@@ -113,6 +119,10 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	ringVersion, err := afpacket.ParseVersion(*rxRing)
 	if err != nil {
 		fmt.Fprintf(stderr, "gvs: --rx-ring %q: want v2 or v3\n", *rxRing)
+		return 2
+	}
+	if *busyPoll < 0 || *busyPoll > maxBusyPoll {
+		fmt.Fprintf(stderr, "gvs: --busy-poll %v: want 0 to %v\n", *busyPoll, maxBusyPoll)
 		return 2
 	}
 	var level slog.Level
@@ -172,6 +182,7 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 		FilterTable: *filterTable,
 		QdiscBypass: *qdiscBypass,
 		RXRing:      ringVersion,
+		BusyPoll:    *busyPoll,
 
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,

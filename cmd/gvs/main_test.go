@@ -44,6 +44,9 @@ func TestBadFlagsSaySo(t *testing.T) {
 		{[]string{"--bogus"}, "gvs: unknown flag: --bogus"},
 		{[]string{"-i", "eth0", "--conn-max", "lots"}, `gvs: invalid argument "lots" for "--conn-max" flag`},
 		{[]string{"-i", "eth0", "--rx-ring", "v4"}, `gvs: --rx-ring "v4": want v2 or v3`},
+		{[]string{"-i", "eth0", "--busy-poll", "2ms"}, `gvs: --busy-poll 2ms: want 0 to 1ms`},
+		{[]string{"-i", "eth0", "--busy-poll", "-1us"}, `gvs: --busy-poll -1µs: want 0 to 1ms`},
+		{[]string{"-i", "eth0", "--busy-poll", "soon"}, `gvs: invalid argument "soon" for "--busy-poll" flag`},
 		{[]string{"demo", "--bogus"}, "gvs demo: unknown flag: --bogus"},
 		{[]string{"realserver", "--undo=maybe"}, `gvs realserver: invalid argument "maybe" for "--undo" flag`},
 	} {

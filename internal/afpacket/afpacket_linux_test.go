@@ -348,8 +348,21 @@ func TestStats(t *testing.T) {
 }
 
 func TestCloseUnblocksReceive(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  *RXConfig
+	}{
+		{"sleeping", nil},
+		// Closed while Receive is still looking at the ring.
+		{"busy polling", &RXConfig{BusyPoll: 5 * time.Second}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testCloseUnblocksReceive(t, tc.cfg) })
+	}
+}
+
+func testCloseUnblocksReceive(t *testing.T, cfg *RXConfig) {
 	_, b := pair(t)
-	rx := openRX(t, b, nil)
+	rx := openRX(t, b, cfg)
 	errc := make(chan error, 1)
 	go func() {
 		_, err := rx.Receive(make([]Frame, 8))
@@ -546,7 +559,9 @@ func udp4Frame(dst, src net.HardwareAddr, sport, dport uint16, n int) []byte {
 func TestAllocs(t *testing.T) {
 	a, b := pair(t)
 	tx := openTX(t, a, &TXConfig{FrameSize: 2048, FrameCount: 512})
-	rx := openRX(t, b, &RXConfig{FrameSize: 2048, FrameCount: 512})
+	// Busy polling for 1 ms: the Receive that waits below first looks
+	// at the ring, then sleeps in the netpoller.
+	rx := openRX(t, b, &RXConfig{FrameSize: 2048, FrameCount: 512, BusyPoll: time.Millisecond})
 	frame := testFrame(b.mac, a.mac, 60, 0, rand.New(rand.NewPCG(8, 8)))
 	const runs = 100
 
@@ -909,4 +924,27 @@ func ipSum(h []byte) uint16 {
 		s = s>>16 + s&0xffff
 	}
 	return uint16(s)
+}
+
+// TestBusyPoll: a Receive that keeps looking at the ring (BusyPoll) takes
+// a frame that comes while it looks, and one that comes after it gave up
+// and slept. (TestAllocs receives with BusyPoll too.)
+func TestBusyPoll(t *testing.T) {
+	a, b := pair(t)
+	tx := openTX(t, a, nil)
+	rx := openRX(t, b, &RXConfig{BusyPoll: time.Second})
+	frame := testFrame(b.mac, a.mac, 60, 7, rand.New(rand.NewPCG(9, 9)))
+	for _, delay := range []time.Duration{10 * time.Millisecond, 1500 * time.Millisecond} {
+		sent := make(chan struct{})
+		go func() {
+			defer close(sent)
+			time.Sleep(delay)
+			send(t, tx, VNetHdr{}, frame)
+		}()
+		got := receive(t, rx, 1)[0]
+		<-sent
+		if !bytes.Equal(got.Data, frame) {
+			t.Errorf("frame sent after %v: received %x", delay, got.Data)
+		}
+	}
 }
