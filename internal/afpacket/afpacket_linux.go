@@ -9,6 +9,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -309,6 +310,7 @@ type RX struct {
 	packets, drops uint64
 
 	busyPoll time.Duration
+	yielded  time.Time // when spin last let other goroutines run
 }
 
 // OpenRX opens a receive ring on the interface with index ifindex: a
@@ -474,7 +476,8 @@ func (r *RX) Receive(frames []Frame) (int, error) {
 // spin looks at the ring until a frame is ready or BusyPoll has passed,
 // and reports whether one is (or the ring was closed meanwhile).
 func (r *RX) spin() bool {
-	deadline := time.Now().Add(r.busyPoll)
+	start := time.Now()
+	deadline := start.Add(r.busyPoll)
 	for {
 		// The clock is read every so many looks: a look is a load
 		// of one status word, the clock a few dozen nanoseconds.
@@ -486,11 +489,26 @@ func (r *RX) spin() bool {
 		if r.closed.Load() {
 			return true
 		}
-		if time.Now().After(deadline) {
+		now := time.Now()
+		if now.After(deadline) {
 			return false
+		}
+		if now.Sub(r.yielded) >= yieldEvery {
+			// The ring is empty: a good moment to let the process's
+			// other goroutines have the CPU, rather than when the
+			// scheduler takes it with frames waiting (a goroutine
+			// that never blocks is preempted after 10 ms). Not at
+			// every look: a goroutine locked to its thread yields
+			// through two thread switches.
+			r.yielded = now
+			runtime.Gosched()
 		}
 	}
 }
+
+// yieldEvery is how often at most a busy-polling Receive lets other
+// goroutines run.
+const yieldEvery = time.Millisecond
 
 // collect hands out the ready slots of a V2 ring from head on.
 func (r *RX) collect(frames []Frame) int {
