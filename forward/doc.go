@@ -19,6 +19,11 @@
 // path allocates, logs or takes a lock other than the connection table's
 // shard lock and, for a new connection, the service's scheduler lock.
 //
+// With a large connection table (prefetchFrom entries and up) a worker
+// first classifies the whole batch and has the table prefetch every
+// frame's connection (conntrack.Table.Prefetch), so that the cache misses
+// of the batch's lookups overlap; then it handles the frames.
+//
 // # Large frames
 //
 // The rings carry a virtio-net header (PACKET_VNET_HDR), so GSO/GRO
@@ -29,6 +34,14 @@
 // turned into a partial one (NeedsCsum) before transmit, because the
 // receiver of an unsegmented frame would otherwise check a checksum that
 // belongs to the first segment only.
+//
+// A super-frame of 8 KiB or more (an egress transmitter's DirectMin) is
+// not copied into a transmit slot: it is rewritten in its receive slot and
+// sent from there through the ring's companion socket
+// (afpacket.TX.SendDirect), which copies it once into the kernel. Through
+// a slot it would be copied twice, by gvs and then by veth or any device
+// that hands frames to a stack (the slot's pages are user memory). While a
+// tap is set, every frame goes through the slots, where the tap sees it.
 //
 // # Verdicts
 //
