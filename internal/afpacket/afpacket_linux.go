@@ -180,15 +180,30 @@ type ringSocket struct {
 //
 // version is unix.TPACKET_V2 or, for an RX ring, unix.TPACKET_V3 with the
 // block retire timeout tov in milliseconds.
-func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, tov uint32, pre func(fd int) error) (_ *ringSocket, err error) {
+func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, tov uint32, pre func(fd int) error) (*ringSocket, error) {
+	s := &ringSocket{layout: layout, version: version, tov: tov}
+	conn, rc, err := openSocket(op, ifindex, func(fd int) error { return s.setup(fd, ringOpt, pre) })
+	if err != nil {
+		return nil, err
+	}
+	s.conn, s.rc = conn, rc
+	s.offs = layout.offsets()
+	return s, nil
+}
+
+// openSocket opens a SOCK_RAW packet socket on the interface with index
+// ifindex, bound with protocol 0 (it receives nothing until bound to a
+// protocol), and runs setup on its descriptor. The socket is closed again
+// if setup fails.
+func openSocket(op string, ifindex int, setup func(fd int) error) (_ *packet.Conn, _ syscall.RawConn, err error) {
 	// Only Index matters to Listen; HardwareAddr appears in its errors.
 	ifi, err := net.InterfaceByIndex(ifindex)
 	if err != nil {
-		return nil, opError(op, err)
+		return nil, nil, opError(op, err)
 	}
 	conn, err := packet.Listen(ifi, packet.Raw, 0, nil)
 	if err != nil {
-		return nil, err // already a *net.OpError
+		return nil, nil, err // already a *net.OpError
 	}
 	defer func() {
 		if err != nil {
@@ -197,18 +212,31 @@ func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, t
 	}()
 	rc, err := conn.SyscallConn()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	s := &ringSocket{conn: conn, rc: rc, layout: layout, version: version, tov: tov}
 	var serr error
-	cerr := rc.Control(func(fd uintptr) {
-		serr = s.setup(int(fd), ringOpt, pre)
-	})
+	cerr := rc.Control(func(fd uintptr) { serr = setup(int(fd)) })
 	if err := errors.Join(cerr, serr); err != nil {
-		return nil, opError(op, err)
+		return nil, nil, opError(op, err)
 	}
-	s.offs = layout.offsets()
-	return s, nil
+	return conn, rc, nil
+}
+
+// setQdiscBypass sets PACKET_QDISC_BYPASS on a transmitting socket.
+func setQdiscBypass(fd int) error {
+	if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
+		return os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err)
+	}
+	return nil
+}
+
+// setSndbuf raises a socket's send buffer to n bytes (the kernel doubles
+// it): SO_SNDBUFFORCE, which needs CAP_NET_ADMIN, else SO_SNDBUF within
+// net.core.wmem_max.
+func setSndbuf(fd, n int) {
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, n); err != nil {
+		_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, n)
+	}
 }
 
 func (s *ringSocket) setup(fd, ringOpt int, pre func(fd int) error) error {
@@ -712,18 +740,14 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 			return os.NewSyscallError("setsockopt PACKET_LOSS", err)
 		}
 		if cfg.QdiscBypass {
-			if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-				return os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err)
+			if err := setQdiscBypass(fd); err != nil {
+				return err
 			}
 		}
 		// Each frame in flight is charged to the send buffer with its
 		// length plus the sk_buff's own size (a few hundred bytes; 2 KiB
-		// is generous). The kernel doubles the value it is given.
-		sndbuf := min(int64(layout.FrameCount)*int64(layout.FrameSize+2048), math.MaxInt32/2)
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, int(sndbuf)); err != nil {
-			// Without CAP_NET_ADMIN: as much as net.core.wmem_max allows.
-			_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_SNDBUF, int(sndbuf))
-		}
+		// is generous).
+		setSndbuf(fd, int(min(int64(layout.FrameCount)*int64(layout.FrameSize+2048), math.MaxInt32/2)))
 		return nil
 	})
 	if err != nil {

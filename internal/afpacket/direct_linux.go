@@ -1,8 +1,6 @@
 package afpacket
 
 import (
-	"errors"
-	"net"
 	"os"
 	"syscall"
 	"unsafe"
@@ -34,47 +32,22 @@ type directSocket struct {
 	err  unix.Errno
 }
 
-func openDirect(ifindex, min int, qdiscBypass bool) (_ *directSocket, err error) {
-	const op = "open tx direct"
-	ifi, err := net.InterfaceByIndex(ifindex)
-	if err != nil {
-		return nil, opError(op, err)
-	}
-	conn, err := packet.Listen(ifi, packet.Raw, 0, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			conn.Close()
-		}
-	}()
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var serr error
-	cerr := rc.Control(func(fd uintptr) {
-		s := int(fd)
-		if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
-			serr = os.NewSyscallError("setsockopt PACKET_VNET_HDR", err)
-			return
+func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
+	conn, rc, err := openSocket("open tx direct", ifindex, func(fd int) error {
+		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
+			return os.NewSyscallError("setsockopt PACKET_VNET_HDR", err)
 		}
 		if qdiscBypass {
-			if err := unix.SetsockoptInt(s, unix.SOL_PACKET, unix.PACKET_QDISC_BYPASS, 1); err != nil {
-				serr = os.NewSyscallError("setsockopt PACKET_QDISC_BYPASS", err)
-				return
+			if err := setQdiscBypass(fd); err != nil {
+				return err
 			}
 		}
-		// Room for a few dozen super-frames in flight (the kernel
-		// doubles it); without CAP_NET_ADMIN, what wmem_max allows.
-		const sndbuf = 4 << 20
-		if err := unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sndbuf); err != nil {
-			_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, sndbuf)
-		}
+		// Room for a few dozen super-frames in flight.
+		setSndbuf(fd, 4<<20)
+		return nil
 	})
-	if err := errors.Join(cerr, serr); err != nil {
-		return nil, opError(op, err)
+	if err != nil {
+		return nil, err
 	}
 	d := &directSocket{conn: conn, rc: rc, min: min}
 	d.iov[0].Base = &d.vnet[0]
