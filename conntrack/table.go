@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // DefaultShards is the default number of shards, IPVS's default connection
@@ -197,7 +198,7 @@ type entry[D Dest] struct {
 // third after the reply key.
 const (
 	entrySize = 192
-	entryPad  = entrySize - 128 - 38
+	entryPad  = entrySize - 128 - unsafe.Sizeof(Key{})
 )
 
 // Entry flags, as IPVS's IP_VS_CONN_F_* bits do.
@@ -792,7 +793,7 @@ const reapStepBuckets = 16
 // them, at the pace of one sweep of the whole table per SweepPeriod, and
 // returns the number of entries removed. A step sweeps the next
 // reapStepBuckets buckets of the shards' indexes. The data path's workers
-// call it once per batch with max 1, so the expiry work is spread thinly
+// call it once per batch with a small max, so the expiry work is spread thinly
 // over the threads that forward, between batches, where it can never
 // preempt them; a background goroutine calls it with a larger max to catch
 // up while the workers are idle.

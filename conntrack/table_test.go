@@ -689,32 +689,23 @@ func TestEntryLayout(t *testing.T) {
 	if got := unsafe.Sizeof(e); got != entrySize {
 		t.Errorf("entry is %d bytes, want %d", got, entrySize)
 	}
+	lines := [...]string{"first", "second"}
 	for _, f := range []struct {
-		name string
-		off  uintptr
-		size uintptr
+		name      string
+		off, size uintptr
+		line      uintptr // 0: the first cache line, 1: the second
 	}{
-		{"key", unsafe.Offsetof(e.key), unsafe.Sizeof(e.key)},
-		{"state", unsafe.Offsetof(e.state), 1},
-		{"flags", unsafe.Offsetof(e.flags), 1},
-		{"gen", unsafe.Offsetof(e.gen), 4},
-		{"expires", unsafe.Offsetof(e.expires), 8},
-		{"dest", unsafe.Offsetof(e.dest), 8},
+		{"key", unsafe.Offsetof(e.key), unsafe.Sizeof(e.key), 0},
+		{"state", unsafe.Offsetof(e.state), 1, 0},
+		{"flags", unsafe.Offsetof(e.flags), 1, 0},
+		{"gen", unsafe.Offsetof(e.gen), 4, 0},
+		{"expires", unsafe.Offsetof(e.expires), 8, 0},
+		{"dest", unsafe.Offsetof(e.dest), 8, 0},
+		{"aux", unsafe.Offsetof(e.aux), unsafe.Sizeof(e.aux), 1},
+		{"nControl", unsafe.Offsetof(e.nControl), 4, 1},
 	} {
-		if f.off+f.size > 64 {
-			t.Errorf("entry.%s at [%d, %d): not in the first cache line", f.name, f.off, f.off+f.size)
-		}
-	}
-	for _, f := range []struct {
-		name string
-		off  uintptr
-		size uintptr
-	}{
-		{"aux", unsafe.Offsetof(e.aux), unsafe.Sizeof(e.aux)},
-		{"nControl", unsafe.Offsetof(e.nControl), 4},
-	} {
-		if f.off < 64 || f.off+f.size > 128 {
-			t.Errorf("entry.%s at [%d, %d): not in the second cache line", f.name, f.off, f.off+f.size)
+		if f.off < 64*f.line || f.off+f.size > 64*(f.line+1) {
+			t.Errorf("entry.%s at [%d, %d): not in the %s cache line", f.name, f.off, f.off+f.size, lines[f.line])
 		}
 	}
 	tab := New[*dest](nil)
