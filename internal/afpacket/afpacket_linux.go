@@ -163,8 +163,9 @@ func header(ring []byte, off int) *unix.Tpacket2Hdr {
 
 // ringSocket is what RX and TX share: a packet socket and its mapped ring.
 type ringSocket struct {
-	conn   *packet.Conn
-	rc     syscall.RawConn
+	conn   *packet.Conn    // a receive ring's socket; nil for a transmit ring
+	rc     syscall.RawConn // conn's
+	fd     int             // a transmit ring's socket (sendOnly); -1 for a receive ring
 	layout Layout
 	ring   []byte
 	offs   []int // slot offsets (V2), block offsets (V3)
@@ -181,14 +182,51 @@ type ringSocket struct {
 // version is unix.TPACKET_V2 or, for an RX ring, unix.TPACKET_V3 with the
 // block retire timeout tov in milliseconds.
 func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, tov uint32, pre func(fd int) error) (*ringSocket, error) {
-	s := &ringSocket{layout: layout, version: version, tov: tov}
+	s := &ringSocket{layout: layout, version: version, tov: tov, fd: -1}
 	conn, rc, err := openSocket(op, ifindex, func(fd int) error { return s.setup(fd, ringOpt, pre) })
 	if err != nil {
 		return nil, err
 	}
-	s.conn, s.rc = conn, rc
 	s.offs = layout.offsets()
+	if ringOpt == unix.PACKET_TX_RING {
+		if s.fd, err = sendOnly(op, conn, rc); err != nil {
+			_ = unix.Munmap(s.ring)
+			return nil, err
+		}
+		return s, nil
+	}
+	s.conn, s.rc = conn, rc
 	return s, nil
+}
+
+// sendOnly takes a socket that only sends out of the Go runtime's poller:
+// it returns a duplicate of conn's descriptor and closes conn.
+//
+// The poller watches every socket it is given for both directions, edge
+// triggered, and a sending packet socket turns writable again each time
+// the kernel frees one of its frames. At a few hundred thousand frames a
+// second, whichever thread of the process sleeps in epoll_wait (the thread
+// of any idle P) is woken thousands of times a second to find nothing to
+// do, and takes a CPU to do it, often the busy forwarder's: measured in
+// the bench, the generator's process preempted gvs's worker 6,800 times a
+// second, with a fifth of its CPU, until its ring left the poller. A
+// socket that only sends has nothing to wait for but a free slot, and
+// TX.waitSlot looks for that in the ring.
+func sendOnly(op string, conn *packet.Conn, rc syscall.RawConn) (int, error) {
+	fd := -1
+	var derr error
+	cerr := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	// Closing conn takes its descriptor out of the poller (epoll_ctl
+	// EPOLL_CTL_DEL) and closes it; the duplicate keeps the socket open
+	// without the registration.
+	clerr := conn.Close()
+	if err := errors.Join(cerr, os.NewSyscallError("fcntl F_DUPFD_CLOEXEC", derr), clerr); err != nil {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+		return -1, opError(op, err)
+	}
+	return fd, nil
 }
 
 // openSocket opens a SOCK_RAW packet socket on the interface with index
@@ -220,6 +258,14 @@ func openSocket(op string, ifindex int, setup func(fd int) error) (_ *packet.Con
 		return nil, nil, opError(op, err)
 	}
 	return conn, rc, nil
+}
+
+// closeFD closes a descriptor of sendOnly's.
+func closeFD(op string, fd int) error {
+	if err := unix.Close(fd); err != nil {
+		return opError(op, os.NewSyscallError("close", err))
+	}
+	return nil
 }
 
 // setQdiscBypass sets PACKET_QDISC_BYPASS on a transmitting socket.
@@ -700,9 +746,8 @@ type TX struct {
 	fullWait time.Duration
 	vnet     VNetHdr
 
-	send    func(fd uintptr)      // the sendto of Flush, made once
-	sendErr unix.Errno            // its result
-	free    func(fd uintptr) bool // RawConn.Write callback, made once
+	send    func(fd uintptr) // the sendto of Flush, made once
+	sendErr unix.Errno       // its result
 
 	direct *directSocket // nil without TXConfig.DirectMin
 
@@ -771,7 +816,6 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 		// for thread wake-ups and context switches on every batch.
 		_, _, t.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
-	t.free = func(uintptr) bool { return t.slotFree(t.s.offs[t.head]) }
 	if cfg.DirectMin > 0 {
 		d, err := openDirect(ifindex, cfg.DirectMin, cfg.QdiscBypass)
 		if err != nil {
@@ -837,14 +881,20 @@ func (t *TX) waitSlot(off int) bool {
 	if t.fullWait < 0 {
 		return false
 	}
-	// Wait for the socket to become writable (the kernel wakes it when
-	// it frees a sent frame) or the deadline, whichever comes first.
-	if err := t.s.conn.SetWriteDeadline(time.Now().Add(t.fullWait)); err == nil {
-		_ = t.s.rc.Write(t.free)
-		_ = t.s.conn.SetWriteDeadline(time.Time{})
-	}
-	if t.slotFree(off) {
-		return true
+	// Look again after 10 us, 20 us, 40 us ... (at most 1 ms apart) until
+	// the slot is free or fullWait has passed. The socket cannot tell:
+	// it polls writable whenever its send buffer has room (datagram_poll),
+	// slot or not, and it is out of the runtime's poller (sendOnly).
+	deadline := time.Now().Add(t.fullWait)
+	for step := 10 * time.Microsecond; ; step = min(2*step, time.Millisecond) {
+		if t.slotFree(off) {
+			return true
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			break
+		}
+		time.Sleep(min(step, deadline.Sub(now)))
 	}
 	t.stalled = true
 	return false
@@ -904,9 +954,7 @@ func (t *TX) Flush() error {
 	}
 	for t.queued > 0 {
 		t.sendErr = 0
-		if err := t.s.rc.Control(t.send); err != nil {
-			return err
-		}
+		t.send(uintptr(t.s.fd))
 		t.advance()
 		switch t.sendErr {
 		case 0, unix.EAGAIN, unix.EINTR:
@@ -969,9 +1017,9 @@ func (t *TX) Close() error {
 	}
 	t.closed = true
 	t.out = false // a Commit now panics instead of writing to unmapped memory
-	err := t.s.conn.Close()
+	err := closeFD("close tx", t.s.fd)
 	if t.direct != nil {
-		err = errors.Join(err, t.direct.conn.Close())
+		err = errors.Join(err, closeFD("close tx direct", t.direct.fd))
 	}
 	// The mapping keeps the socket alive; unmapping it releases both.
 	_ = unix.Munmap(t.s.ring)

@@ -2,10 +2,8 @@ package afpacket
 
 import (
 	"os"
-	"syscall"
 	"unsafe"
 
-	"github.com/mdlayher/packet"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,9 +19,8 @@ import (
 // to copy it again, moves it twice; sent from the receive slot with
 // sendmsg, it moves once. For small frames the ring's batching wins.
 type directSocket struct {
-	conn *packet.Conn
-	rc   syscall.RawConn
-	min  int
+	fd  int // out of the runtime's poller (sendOnly)
+	min int
 
 	vnet [VNetHdrLen]byte
 	iov  [2]unix.Iovec
@@ -33,7 +30,8 @@ type directSocket struct {
 }
 
 func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
-	conn, rc, err := openSocket("open tx direct", ifindex, func(fd int) error {
+	const op = "open tx direct"
+	conn, rc, err := openSocket(op, ifindex, func(fd int) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_PACKET, unix.PACKET_VNET_HDR, 1); err != nil {
 			return os.NewSyscallError("setsockopt PACKET_VNET_HDR", err)
 		}
@@ -49,7 +47,11 @@ func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &directSocket{conn: conn, rc: rc, min: min}
+	fd, err := sendOnly(op, conn, rc)
+	if err != nil {
+		return nil, err
+	}
+	d := &directSocket{fd: fd, min: min}
 	d.iov[0].Base = &d.vnet[0]
 	d.iov[0].SetLen(VNetHdrLen)
 	d.msg.Iov = &d.iov[0]
@@ -94,11 +96,8 @@ func (t *TX) SendDirect(vnet *VNetHdr, frame []byte) error {
 	d.iov[1].Base = &frame[0]
 	d.iov[1].SetLen(len(frame))
 	d.err = 0
-	err := d.rc.Control(d.send)
+	d.send(uintptr(d.fd))
 	d.iov[1].Base = nil // no reference to the frame's memory is kept
-	if err != nil {
-		return err
-	}
 	if d.err != 0 {
 		t.drops.Add(1)
 		return opError("send direct", os.NewSyscallError("sendmsg", d.err))
