@@ -321,4 +321,11 @@ func TestTargets(t *testing.T) {
 			t.Errorf("targets lack %q:\n%s", want, b.String())
 		}
 	}
+	// --many-flows 0: no point, and the target does not name 0 flows.
+	rep.Config.ManyFlows = 0
+	b.Reset()
+	printTargets(&b, targets(rep))
+	if !strings.Contains(b.String(), "gvs-dr pps with many flows / with 1K") || strings.Contains(b.String(), "with 0 flows") {
+		t.Errorf("targets with --many-flows 0:\n%s", b.String())
+	}
 }
