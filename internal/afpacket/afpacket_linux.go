@@ -163,9 +163,7 @@ func header(ring []byte, off int) *unix.Tpacket2Hdr {
 
 // ringSocket is what RX and TX share: a packet socket and its mapped ring.
 type ringSocket struct {
-	conn   *packet.Conn    // a receive ring's socket; nil for a transmit ring
-	rc     syscall.RawConn // conn's
-	fd     int             // a transmit ring's socket (sendOnly); -1 for a receive ring
+	fd     int // out of the runtime's poller (unpolled)
 	layout Layout
 	ring   []byte
 	offs   []int // slot offsets (V2), block offsets (V3)
@@ -182,44 +180,39 @@ type ringSocket struct {
 // version is unix.TPACKET_V2 or, for an RX ring, unix.TPACKET_V3 with the
 // block retire timeout tov in milliseconds.
 func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, tov uint32, pre func(fd int) error) (*ringSocket, error) {
-	s := &ringSocket{layout: layout, version: version, tov: tov, fd: -1}
+	s := &ringSocket{layout: layout, version: version, tov: tov}
 	conn, rc, err := openSocket(op, ifindex, func(fd int) error { return s.setup(fd, ringOpt, pre) })
 	if err != nil {
 		return nil, err
 	}
 	s.offs = layout.offsets()
-	if ringOpt == unix.PACKET_TX_RING {
-		if s.fd, err = sendOnly(op, conn, rc); err != nil {
-			_ = unix.Munmap(s.ring)
-			return nil, err
-		}
-		return s, nil
+	if s.fd, err = unpolled(op, conn, rc); err != nil {
+		_ = unix.Munmap(s.ring)
+		return nil, err
 	}
-	s.conn, s.rc = conn, rc
 	return s, nil
 }
 
-// sendOnly takes a socket that only sends out of the Go runtime's poller:
-// it returns a duplicate of conn's descriptor and closes conn.
+// unpolled takes a socket out of the Go runtime's poller: it returns a
+// duplicate of conn's descriptor and closes conn.
 //
-// The poller watches every socket it is given for both directions, edge
-// triggered, and a sending packet socket turns writable again each time
-// the kernel frees one of its frames. At a few hundred thousand frames a
-// second, whichever thread of the process sleeps in epoll_wait (the thread
-// of any idle P) is woken thousands of times a second to find nothing to
-// do, and takes a CPU to do it, often the busy forwarder's: measured in
-// the bench, the generator's process preempted gvs's worker 6,800 times a
-// second, with a fifth of its CPU, until its ring left the poller. A
-// socket that only sends has nothing to wait for but a free slot, and
-// TX.waitSlot looks for that in the ring.
+// The poller watches every socket it is given, edge-triggered, and each
+// edge wakes whichever thread of the process sleeps in epoll_wait (the
+// thread of any idle P): for a sending packet socket each time the kernel
+// frees one of its frames, for a receiving one at every frame, whether a
+// goroutine waits on it or not. At a few hundred thousand frames a second
+// that thread is woken thousands of times a second to find nothing to do,
+// and takes a CPU to do it, often the busy forwarder's. Measured in the
+// bench: the generator's process preempted gvs's worker 6,800 times a
+// second, with a fifth of its CPU, until its transmit ring left the
+// poller; gvs with two Ps on one CPU, 17,800 times a second, until its
+// receive ring left it.
 //
-// A receive ring's socket stays in the poller: its worker waits on it.
-// Waiting in poll(2) on the worker's thread instead was measured worse:
-// a blocking system call keeps the thread's P until the runtime's sysmon
-// takes it, up to 10 ms later, and with more workers than Ps (gvs pinned
-// to one CPU serves two interfaces) a woken worker waits that long for it
-// (TCP through gvs: requests/s 12-16 % lower, bulk throughput a third).
-func sendOnly(op string, conn *packet.Conn, rc syscall.RawConn) (int, error) {
+// A sending socket has nothing to wait for but a free slot, which
+// TX.waitSlot looks for in the ring. A receive ring is waited for through
+// an epoll instance of its own that holds the socket only while its
+// consumer is parked (RX.waitOn).
+func unpolled(op string, conn *packet.Conn, rc syscall.RawConn) (int, error) {
 	fd := -1
 	var derr error
 	cerr := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
@@ -267,7 +260,7 @@ func openSocket(op string, ifindex int, setup func(fd int) error) (_ *packet.Con
 	return conn, rc, nil
 }
 
-// closeFD closes a descriptor of sendOnly's.
+// closeFD closes a descriptor of unpolled's.
 func closeFD(op string, fd int) error {
 	if err := unix.Close(fd); err != nil {
 		return opError(op, os.NewSyscallError("close", err))
@@ -375,19 +368,30 @@ type RX struct {
 	head  int                   // V2: next slot to look at
 	tail  int                   // V2: first slot handed out by the last Receive
 	held  int                   // frames handed out and not yet released
-	ready func(fd uintptr) bool // RawConn.Read callback, made once
-	v3    *rx3                  // the block walk of a V3 ring; nil for V2
+	ready func(fd uintptr) bool // whether the next frame is ready (fd unused), made once
+
+	// The wait: an epoll instance of the RX's own, in the runtime's
+	// poller, that holds the socket only while the consumer is parked.
+	wait       *os.File
+	waitRC     syscall.RawConn
+	waitOn     func(epfd uintptr) bool // waitRC.Read callback, made once
+	waitOff    func(epfd uintptr)      // waitRC.Control callback, made once
+	registered bool                    // the socket is in wait's set
+	waitErr    error                   // of waitOn's and waitOff's epoll_ctl
+	v3         *rx3                    // the block walk of a V3 ring; nil for V2
 
 	// active is set while the consumer is inside Receive or holds frames;
-	// the ring is unmapped by whichever of Close and the consumer comes
-	// last, so that frames never point at unmapped memory.
-	active    atomic.Bool
-	closed    atomic.Bool
-	closeOnce sync.Once
-	unmapOnce sync.Once
-	errClosed error
+	// the ring is unmapped and the socket closed by whichever of Close
+	// and the consumer comes last, so that frames never point at unmapped
+	// memory and the consumer never uses a closed descriptor.
+	active      atomic.Bool
+	closed      atomic.Bool
+	closeOnce   sync.Once
+	releaseOnce sync.Once
+	errClosed   error
 
-	statsMu        sync.Mutex
+	statsMu        sync.Mutex // also orders Stats before release
+	released       bool       // under statsMu
 	packets, drops uint64
 
 	busyPoll time.Duration
@@ -460,28 +464,76 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 			return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
 		}
 	}
-	var serr error
-	cerr := s.rc.Control(func(fd uintptr) {
-		// Start receiving: bind to the protocol (sll_protocol is in
-		// network byte order; x/sys/unix stores it as given).
-		sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
-		if err := unix.Bind(int(fd), sa); err != nil {
-			serr = os.NewSyscallError("bind", err)
-			return
-		}
-		if cfg.Fanout != nil {
-			if err := unix.SetsockoptInt(int(fd), unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutArg); err != nil {
-				serr = os.NewSyscallError("setsockopt PACKET_FANOUT", err)
-			}
-		}
-	})
-	if err := errors.Join(cerr, serr); err != nil {
+	if err := r.openWait(); err != nil {
 		r.closed.Store(true)
-		r.s.conn.Close()
-		r.unmap()
+		r.release()
+		return nil, opError(op, err)
+	}
+	// Start receiving: bind to the protocol (sll_protocol is in network
+	// byte order; x/sys/unix stores it as given).
+	sa := &unix.SockaddrLinklayer{Protocol: htons(unix.ETH_P_ALL), Ifindex: ifindex}
+	err = os.NewSyscallError("bind", unix.Bind(s.fd, sa))
+	if err == nil && cfg.Fanout != nil {
+		err = os.NewSyscallError("setsockopt PACKET_FANOUT", unix.SetsockoptInt(s.fd, unix.SOL_PACKET, unix.PACKET_FANOUT, fanoutArg))
+	}
+	if err != nil {
+		r.closed.Store(true)
+		r.wait.Close()
+		r.release()
 		return nil, opError(op, err)
 	}
 	return r, nil
+}
+
+// openWait creates the RX's own epoll instance and hands it to the
+// runtime's poller, for Receive to park on: the socket joins the set when
+// the consumer is about to park (waitOn) and leaves it when the consumer
+// runs again, so that frames arriving meanwhile wake nobody. Two epoll_ctl
+// calls per wait. (Waiting in poll(2) on the consumer's thread instead was
+// measured worse: a blocking system call keeps the thread's P until the
+// runtime's sysmon takes it, up to 10 ms later, and with more workers than
+// Ps, as with gvs pinned to one CPU serving two interfaces, a worker woken
+// meanwhile waits that long: TCP through gvs lost 12-16 % of its
+// requests/s and a third of its bulk throughput.)
+func (r *RX) openWait() error {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return os.NewSyscallError("epoll_create1", err)
+	}
+	// Non-blocking, so that os.NewFile gives it to the runtime's poller.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return os.NewSyscallError("fcntl O_NONBLOCK", err)
+	}
+	r.wait = os.NewFile(uintptr(epfd), "afpacket rx wait")
+	if r.waitRC, err = r.wait.SyscallConn(); err != nil {
+		r.wait.Close()
+		return err
+	}
+	sockfd := r.s.fd
+	r.waitOn = func(epfd uintptr) bool {
+		if r.ready(0) {
+			return true
+		}
+		if !r.registered {
+			// Level-triggered: a frame that came before this call
+			// makes the set ready at once, and the poller's thread
+			// is woken for the parked consumer.
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(sockfd)}
+			if err := unix.EpollCtl(int(epfd), unix.EPOLL_CTL_ADD, sockfd, &ev); err != nil {
+				r.waitErr = os.NewSyscallError("epoll_ctl EPOLL_CTL_ADD", err)
+				return true // Receive reports it
+			}
+			r.registered = true
+		}
+		return r.ready(0)
+	}
+	r.waitOff = func(epfd uintptr) {
+		if err := unix.EpollCtl(int(epfd), unix.EPOLL_CTL_DEL, sockfd, nil); err != nil {
+			r.waitErr = os.NewSyscallError("epoll_ctl EPOLL_CTL_DEL", err)
+		}
+	}
+	return nil
 }
 
 // htons returns the uint16 whose in-memory bytes are v in network byte
@@ -506,7 +558,8 @@ func (r *RX) Version() Version {
 // Receive waits until at least one frame is ready, then fills frames with
 // up to len(frames) ready frames, in arrival order, and returns how many.
 // It does not wait for more frames than are ready. Waiting goes through the
-// Go netpoller (no busy loop, no thread held).
+// Go netpoller (no busy loop beyond RXConfig.BusyPoll, no thread held), on
+// an epoll instance of the RX's own (openWait).
 //
 // The frames stay valid, and their slots owned by the caller, until
 // Release. A Receive that finds frames of an earlier Receive not released
@@ -542,7 +595,17 @@ func (r *RX) Receive(frames []Frame) (int, error) {
 				continue
 			}
 		}
-		err := r.s.rc.Read(r.ready)
+		err := r.waitRC.Read(r.waitOn)
+		if r.registered {
+			// Out of the set again while the consumer runs: there,
+			// every frame would wake the runtime's poller thread.
+			// After Close, Control runs nothing (the set is gone).
+			r.registered = false
+			_ = r.waitRC.Control(r.waitOff)
+		}
+		if err == nil && r.waitErr != nil {
+			err, r.waitErr = opError("receive", r.waitErr), nil
+		}
 		if r.closed.Load() {
 			r.leave()
 			return 0, r.errClosed
@@ -670,15 +733,20 @@ func (r *RX) Release() {
 func (r *RX) leave() {
 	r.active.Store(false)
 	if r.closed.Load() {
-		r.unmap()
+		r.release()
 	}
 }
 
-func (r *RX) unmap() {
-	r.unmapOnce.Do(func() {
+// release unmaps the ring and closes the socket, once.
+func (r *RX) release() {
+	r.releaseOnce.Do(func() {
+		r.statsMu.Lock()
+		defer r.statsMu.Unlock()
+		r.released = true
 		if r.s.ring != nil {
 			_ = unix.Munmap(r.s.ring)
 		}
+		unix.Close(r.s.fd)
 	})
 }
 
@@ -691,26 +759,26 @@ func (r *RX) unmap() {
 func (r *RX) Stats() (packets, drops uint64, err error) {
 	r.statsMu.Lock()
 	defer r.statsMu.Unlock()
+	if r.released {
+		return r.packets, r.drops, opError("stats", net.ErrClosed)
+	}
 	var st unix.TpacketStats
-	var serr error
-	cerr := r.s.rc.Control(func(fd uintptr) {
-		if r.s.version == unix.TPACKET_V3 {
-			// V3 answers with struct tpacket_stats_v3, which adds
-			// the number of times the ring was frozen (every block
-			// held by user space).
-			var st3 *unix.TpacketStatsV3
-			if st3, serr = unix.GetsockoptTpacketStatsV3(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); serr == nil {
-				st = unix.TpacketStats{Packets: st3.Packets, Drops: st3.Drops}
-			}
-			return
+	if r.s.version == unix.TPACKET_V3 {
+		// V3 answers with struct tpacket_stats_v3, which adds the
+		// number of times the ring was frozen (every block held by
+		// user space).
+		var st3 *unix.TpacketStatsV3
+		if st3, err = unix.GetsockoptTpacketStatsV3(r.s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
+			st = unix.TpacketStats{Packets: st3.Packets, Drops: st3.Drops}
 		}
+	} else {
 		var st2 *unix.TpacketStats
-		if st2, serr = unix.GetsockoptTpacketStats(int(fd), unix.SOL_PACKET, unix.PACKET_STATISTICS); serr == nil {
+		if st2, err = unix.GetsockoptTpacketStats(r.s.fd, unix.SOL_PACKET, unix.PACKET_STATISTICS); err == nil {
 			st = *st2
 		}
-	})
-	if err := errors.Join(cerr, serr); err != nil {
-		return r.packets, r.drops, opError("stats", err)
+	}
+	if err != nil {
+		return r.packets, r.drops, opError("stats", os.NewSyscallError("getsockopt PACKET_STATISTICS", err))
 	}
 	r.packets += uint64(st.Packets)
 	r.drops += uint64(st.Drops)
@@ -725,11 +793,12 @@ func (r *RX) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
-		// Closing the file evicts it from the netpoller, wakes a
-		// blocked Receive and waits until it has left RawConn.Read.
-		err = r.s.conn.Close()
+		// Closing the wait's file evicts it from the runtime's poller,
+		// wakes a parked Receive and waits until it has left
+		// RawConn.Read; the socket itself goes with release.
+		err = r.wait.Close()
 		if !r.active.Load() {
-			r.unmap()
+			r.release()
 		}
 	})
 	return err
@@ -891,7 +960,7 @@ func (t *TX) waitSlot(off int) bool {
 	// Look again after 10 us, 20 us, 40 us ... (at most 1 ms apart) until
 	// the slot is free or fullWait has passed. The socket cannot tell:
 	// it polls writable whenever its send buffer has room (datagram_poll),
-	// slot or not, and it is out of the runtime's poller (sendOnly).
+	// slot or not, and it is out of the runtime's poller (unpolled).
 	deadline := time.Now().Add(t.fullWait)
 	for step := 10 * time.Microsecond; ; step = min(2*step, time.Millisecond) {
 		if t.slotFree(off) {

@@ -19,7 +19,7 @@ import (
 // to copy it again, moves it twice; sent from the receive slot with
 // sendmsg, it moves once. For small frames the ring's batching wins.
 type directSocket struct {
-	fd  int // out of the runtime's poller (sendOnly)
+	fd  int // out of the runtime's poller (unpolled)
 	min int
 
 	vnet [VNetHdrLen]byte
@@ -47,7 +47,7 @@ func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
 	if err != nil {
 		return nil, err
 	}
-	fd, err := sendOnly(op, conn, rc)
+	fd, err := unpolled(op, conn, rc)
 	if err != nil {
 		return nil, err
 	}

@@ -119,12 +119,13 @@
 // Receive, Release, Slot, Commit and Flush do not allocate (the tests prove
 // it with testing.AllocsPerRun). Receive waits through the Go netpoller with
 // a callback made once: no busy loop and no thread parked in the kernel.
-// The sending sockets (a TX ring's and its direct companion) are kept out
-// of the netpoller: the kernel marks a sending socket writable each time it
-// frees one of its frames, and through the netpoller every such edge would
-// wake the process's idle thread, on someone's CPU, for nothing (sendOnly
-// says what that cost the bench). Flush and SendDirect call sendto and
-// sendmsg on the descriptor directly; a full ring's wait looks at the slot.
+// No ring's socket is in the netpoller itself: through it, every frame the
+// kernel frees from a transmit ring, and every frame it puts in a receive
+// ring, would wake the process's idle thread, on someone's CPU, for nothing
+// (unpolled says what that cost). Flush and SendDirect call sendto and
+// sendmsg on the descriptor directly, a full ring's wait looks at the slot,
+// and Receive parks on an epoll instance of its own that holds the socket
+// only while it waits.
 //
 // # Ring layout
 //
