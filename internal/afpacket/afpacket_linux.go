@@ -205,13 +205,13 @@ func openRing(op string, ifindex int, ringOpt int, layout Layout, version int, t
 // and takes a CPU to do it, often the busy forwarder's. Measured in the
 // bench: the generator's process preempted gvs's worker 6,800 times a
 // second, with a fifth of its CPU, until its transmit ring left the
-// poller; gvs with two Ps on one CPU, 17,800 times a second, until its
+// poller; gvs with two Ps on one CPU, 17,700 times a second, until its
 // receive ring left it.
 //
 // A sending socket has nothing to wait for but a free slot, which
 // TX.waitSlot looks for in the ring. A receive ring is waited for through
 // an epoll instance of its own that holds the socket only while its
-// consumer is parked (RX.waitOn).
+// consumer is parked (RX.openWait).
 func unpolled(op string, conn *packet.Conn, rc syscall.RawConn) (int, error) {
 	fd := -1
 	var derr error
