@@ -365,10 +365,10 @@ type RX struct {
 	s *ringSocket
 
 	// Consumer state, touched only by Receive and Release.
-	head  int                   // V2: next slot to look at
-	tail  int                   // V2: first slot handed out by the last Receive
-	held  int                   // frames handed out and not yet released
-	ready func(fd uintptr) bool // whether the next frame is ready (fd unused), made once
+	head  int         // V2: next slot to look at
+	tail  int         // V2: first slot handed out by the last Receive
+	held  int         // frames handed out and not yet released
+	ready func() bool // whether the next frame is ready, made once
 
 	// The wait: an epoll instance of the RX's own, in the runtime's
 	// poller, that holds the socket only while the consumer is parked.
@@ -460,7 +460,7 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 		r.v3 = &rx3{}
 		r.ready = r.ready3
 	} else {
-		r.ready = func(uintptr) bool {
+		r.ready = func() bool {
 			return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
 		}
 	}
@@ -512,7 +512,7 @@ func (r *RX) openWait() error {
 	}
 	sockfd := r.s.fd
 	r.waitOn = func(epfd uintptr) bool {
-		if r.ready(0) {
+		if r.ready() {
 			return true
 		}
 		if !r.registered {
@@ -526,7 +526,7 @@ func (r *RX) openWait() error {
 			}
 			r.registered = true
 		}
-		return r.ready(0)
+		return r.ready()
 	}
 	r.waitOff = func(epfd uintptr) {
 		if err := unix.EpollCtl(int(epfd), unix.EPOLL_CTL_DEL, sockfd, nil); err != nil {
@@ -626,7 +626,7 @@ func (r *RX) spin() bool {
 		// The clock is read every so many looks: a look is a load
 		// of one status word, the clock a few dozen nanoseconds.
 		for range 64 {
-			if r.ready(0) {
+			if r.ready() {
 				return true
 			}
 		}
@@ -822,9 +822,6 @@ type TX struct {
 	fullWait time.Duration
 	vnet     VNetHdr
 
-	send    func(fd uintptr) // the sendto of Flush, made once
-	sendErr unix.Errno       // its result
-
 	direct *directSocket // nil without TXConfig.DirectMin
 
 	errClosed error
@@ -879,18 +876,6 @@ func OpenTX(ifindex int, cfg *TXConfig) (*TX, error) {
 		maxFrame:  s.layout.FrameSize - txDataOff - VNetHdrLen,
 		fullWait:  fullWait,
 		errClosed: opError("send", net.ErrClosed),
-	}
-	t.send = func(fd uintptr) {
-		// sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): tpacket_snd sends
-		// every slot marked TP_STATUS_SEND_REQUEST from its head on.
-		//
-		// A raw system call: with MSG_DONTWAIT it never sleeps, but the
-		// kernel forwards the whole batch inside it (on veth, through to
-		// the peer's stack), which takes long enough that the Go
-		// scheduler's sysmon would hand the worker's P to another
-		// thread during an ordinary Syscall, and the worker would pay
-		// for thread wake-ups and context switches on every batch.
-		_, _, t.sendErr = unix.RawSyscall6(unix.SYS_SENDTO, fd, 0, 0, unix.MSG_DONTWAIT, 0, 0)
 	}
 	if cfg.DirectMin > 0 {
 		d, err := openDirect(ifindex, cfg.DirectMin, cfg.QdiscBypass)
@@ -1029,10 +1014,9 @@ func (t *TX) Flush() error {
 		return t.errClosed
 	}
 	for t.queued > 0 {
-		t.sendErr = 0
-		t.send(uintptr(t.s.fd))
+		errno := t.sendRing()
 		t.advance()
-		switch t.sendErr {
+		switch errno {
 		case 0, unix.EAGAIN, unix.EINTR:
 			return nil
 		case unix.ENOBUFS:
@@ -1041,9 +1025,22 @@ func (t *TX) Flush() error {
 			}
 			continue
 		}
-		return opError("send", os.NewSyscallError("sendto", t.sendErr))
+		return opError("send", os.NewSyscallError("sendto", errno))
 	}
 	return nil
+}
+
+// sendRing is sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0): tpacket_snd sends
+// every slot marked TP_STATUS_SEND_REQUEST from its head on.
+//
+// A raw system call: with MSG_DONTWAIT it never sleeps, but the kernel
+// forwards the whole batch inside it (on veth, through to the peer's
+// stack), which takes long enough that the Go scheduler's sysmon would hand
+// the worker's P to another thread during an ordinary Syscall, and the
+// worker would pay for thread wake-ups and context switches on every batch.
+func (t *TX) sendRing() unix.Errno {
+	_, _, errno := unix.RawSyscall6(unix.SYS_SENDTO, uintptr(t.s.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	return errno
 }
 
 // advance moves khead past the slots the kernel has taken: it takes them in

@@ -22,11 +22,11 @@ type directSocket struct {
 	fd  int // out of the runtime's poller (unpolled)
 	min int
 
+	// SendDirect's sendmsg arguments, kept here so that it does not
+	// allocate.
 	vnet [VNetHdrLen]byte
 	iov  [2]unix.Iovec
 	msg  unix.Msghdr
-	send func(fd uintptr) // made once: SendDirect does not allocate
-	err  unix.Errno
 }
 
 func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
@@ -56,11 +56,6 @@ func openDirect(ifindex, min int, qdiscBypass bool) (*directSocket, error) {
 	d.iov[0].SetLen(VNetHdrLen)
 	d.msg.Iov = &d.iov[0]
 	d.msg.SetIovlen(2)
-	d.send = func(fd uintptr) {
-		// A raw system call, as Flush's: it never sleeps (MSG_DONTWAIT)
-		// and the sysmon must not hand the worker's P away meanwhile.
-		_, _, d.err = unix.RawSyscall(unix.SYS_SENDMSG, fd, uintptr(unsafe.Pointer(&d.msg)), unix.MSG_DONTWAIT)
-	}
 	return d, nil
 }
 
@@ -95,12 +90,13 @@ func (t *TX) SendDirect(vnet *VNetHdr, frame []byte) error {
 	vnet.Encode(d.vnet[:])
 	d.iov[1].Base = &frame[0]
 	d.iov[1].SetLen(len(frame))
-	d.err = 0
-	d.send(uintptr(d.fd))
+	// A raw system call, as Flush's: it never sleeps (MSG_DONTWAIT) and
+	// the sysmon must not hand the worker's P away meanwhile.
+	_, _, errno := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(d.fd), uintptr(unsafe.Pointer(&d.msg)), unix.MSG_DONTWAIT)
 	d.iov[1].Base = nil // no reference to the frame's memory is kept
-	if d.err != 0 {
+	if errno != 0 {
 		t.drops.Add(1)
-		return opError("send direct", os.NewSyscallError("sendmsg", d.err))
+		return opError("send direct", os.NewSyscallError("sendmsg", errno))
 	}
 	return nil
 }

@@ -46,9 +46,9 @@ func header3(ring []byte, off int) *unix.Tpacket3Hdr {
 	return (*unix.Tpacket3Hdr)(unsafe.Pointer(&ring[off]))
 }
 
-// ready3 is the RawConn.Read callback of a V3 ring: frames are ready if the
+// ready3 is RX.ready of a V3 ring: frames are ready if the
 // block being read has some left, or the next block is the consumer's.
-func (r *RX) ready3(uintptr) bool {
+func (r *RX) ready3() bool {
 	v := r.v3
 	if v.left > 0 {
 		return true
