@@ -144,7 +144,10 @@
 //   - The same holds for latency: the kernel paths forward inside the
 //     generator's sendto, while gvs's frames wait in its receive ring
 //     until gvs, on the other CPU, wakes up: gvs's added latency is
-//     mostly that wake-up, which the --busy-poll point leaves out.
+//     mostly that wake-up, which the --busy-poll point leaves out. How
+//     long it takes depends on how the idle CPU waits; the report names
+//     it under the latency table (Host.CPUIdle: the cpuidle driver, and
+//     for a guest's haltpoll driver its guest_halt_poll_ns).
 //   - TCP on two CPUs measures the whole machine: client, servers,
 //     forwarder and every kernel stack share them (gvs pinned to CPU 1,
 //     the rest unpinned). The ratios to direct are the figures to read.

@@ -112,6 +112,9 @@ type Host struct {
 	CPUModel  string  `json:"cpu_model,omitempty"`
 	LoadAvg1  float64 `json:"loadavg_1min_at_start"`
 	GoVersion string  `json:"go_version"`
+	// CPUIdle is how an idle CPU waits (cpuIdle): it sets how long a
+	// sleeping gvs worker takes to wake, hence its default latency.
+	CPUIdle string `json:"cpu_idle,omitempty"`
 }
 
 // RunConfig is what the run was asked to do and how it pinned things.
@@ -227,6 +230,9 @@ func printTable(w io.Writer, rep *Report) {
 		}
 		tw.Flush()
 		fmt.Fprintln(w, "min–max over the runs; +kernel: added over the kernel path's (same run).")
+		if rep.Host.CPUIdle != "" {
+			fmt.Fprintf(w, "idle CPUs: %s\n", rep.Host.CPUIdle)
+		}
 	}
 	if len(rep.TCP) > 0 {
 		fmt.Fprintln(w)

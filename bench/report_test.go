@@ -329,3 +329,31 @@ func TestTargets(t *testing.T) {
 		t.Errorf("targets with --many-flows 0:\n%s", b.String())
 	}
 }
+
+func TestCPUIdle(t *testing.T) {
+	const dir = "/sys/devices/system/cpu/cpuidle/"
+	const poll = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
+	for _, tt := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"no cpuidle", nil, ""},
+		{"acpi", map[string]string{dir + "current_driver": "acpi_idle", dir + "current_governor": "menu"},
+			"cpuidle driver acpi_idle, governor menu"},
+		{"read-only governor", map[string]string{dir + "current_driver": "intel_idle", dir + "current_governor_ro": "ladder"},
+			"cpuidle driver intel_idle, governor ladder"},
+		{"haltpoll polling", map[string]string{dir + "current_driver": "haltpoll", dir + "current_governor": "haltpoll", poll: "200000"},
+			"cpuidle driver haltpoll, governor haltpoll, guest_halt_poll_ns 200000"},
+		{"haltpoll halting at once", map[string]string{dir + "current_driver": "haltpoll", dir + "current_governor": "haltpoll", poll: "0"},
+			"cpuidle driver haltpoll, governor haltpoll, guest_halt_poll_ns 0 (an idle CPU halts at once and is woken through the hypervisor: most of what gvs adds without --busy-poll)"},
+		{"haltpoll without module parameters", map[string]string{dir + "current_driver": "haltpoll"},
+			"cpuidle driver haltpoll"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := cpuIdle(func(p string) string { return tt.files[p] }); got != tt.want {
+				t.Errorf("cpuIdle = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
