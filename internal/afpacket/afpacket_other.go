@@ -65,6 +65,7 @@ func (r *RX) Receive(frames []Frame) (int, error)       { return 0, ErrNotSuppor
 func (r *RX) Release()                                  {}
 func (r *RX) Stats() (packets, drops uint64, err error) { return 0, 0, ErrNotSupported }
 func (r *RX) Close() error                              { return nil }
+func (r *RX) SetFilter(prog []Instruction) error        { return ErrNotSupported }
 
 // TX is a transmit ring (Linux only).
 type TX struct{}
