@@ -76,6 +76,13 @@ type Config struct {
 	// BusyPoll is how long a worker keeps looking at its receive ring
 	// before it sleeps (afpacket.RXConfig.BusyPoll; 0: not at all).
 	BusyPoll time.Duration
+	// NoReceiveFilter lets every frame on gvs's interfaces into the
+	// receive rings. By default a classic BPF program on each ring keeps
+	// out those gvs would leave to the kernel anyway (other hosts'
+	// traffic, a DR service's replies, ...), so that they cost no copy
+	// and no wake-up (forward.ReceiveFilter); the verdict counters then
+	// see only the frames it lets in.
+	NoReceiveFilter bool
 	// QdiscBypass sends forwarded frames straight to the driver
 	// (PACKET_QDISC_BYPASS): faster, but a full driver queue drops them
 	// instead of queueing them, and tc egress rules do not see them.
@@ -111,11 +118,15 @@ type Director struct {
 	filter   *ingress.Filter // nil without nf_tables
 	engine   *forward.Engine
 	rxs      []*afpacket.RX
-	txs      []*afpacket.TX
-	ctl      *control.Server
-	tr       tracing        // gvs --trace, --pcap (trace.go)
-	metrics  *metricsServer // nil without Config.MetricsAddr
-	checks   *checks
+	// rxProg is the receive rings' filter (rxfilter.go; nil: none);
+	// under applyMu, as is filterTooBig (warned once).
+	rxProg       []afpacket.Instruction
+	filterTooBig bool
+	txs          []*afpacket.TX
+	ctl          *control.Server
+	tr           tracing        // gvs --trace, --pcap (trace.go)
+	metrics      *metricsServer // nil without Config.MetricsAddr
+	checks       *checks
 
 	// applyMu serialises configuration changes: gvsadm's and reloads
 	// (which read the table, then change it).
@@ -223,6 +234,10 @@ func New(cfg Config) (d *Director, err error) {
 			}
 			d.engine.AddWorker(fmt.Sprintf("%s/%d", in.Name, w), in.Index, rx, egress)
 		}
+	}
+	// No services yet: the rings take only ICMP until the first apply.
+	if err := d.setReceiveFilter(d.receiveFilter(nil)); err != nil {
+		return nil, fmt.Errorf("receive rings' filter: %w", err)
 	}
 
 	if err := d.openTrace(); err != nil {

@@ -327,8 +327,15 @@ func (d *Director) prepare(p *service.Plan) (err error) {
 					"give FULLNAT an address of its own", a)}}
 		}
 	}
+	old := d.rxProg
+	if err := d.setReceiveFilter(d.receiveFilter(p)); err != nil {
+		return &requestError{code: control.CodeInternal, msg: fmt.Sprintf("updating the receive rings' filter: %v", err)}
+	}
 	if d.filter != nil {
 		if err := d.filter.Set(filterRules(p)); err != nil {
+			if rerr := d.setReceiveFilter(old); rerr != nil {
+				d.log.Error("restoring the receive rings' filter", "err", rerr)
+			}
 			return &requestError{code: control.CodeInternal, msg: fmt.Sprintf("updating the kernel's ingress filter: %v", err)}
 		}
 	}

@@ -198,6 +198,8 @@ func TestModes(t *testing.T) {
 		{"TUN/2 workers", Config{Mode: TUN, Workers: 2}},
 		{"FULLNAT/2 workers", Config{Mode: FullNAT, Workers: 2}},
 		// TPACKET_V3 receive rings (blocks of frames).
+		// No receive filter: every frame on the interfaces reaches gvs.
+		{"NAT/receive-filter=false", Config{Mode: NAT, GvsArgs: []string{"--receive-filter=false"}}},
 		{"DR/rx-ring v3", Config{Mode: DR, GvsArgs: []string{"--rx-ring", "v3"}}},
 		{"NAT/rx-ring v3, 2 workers", Config{Mode: NAT, Workers: 2, GvsArgs: []string{"--rx-ring", "v3"}}},
 		{"TUN/rx-ring v3", Config{Mode: TUN, GvsArgs: []string{"--rx-ring", "v3"}}},

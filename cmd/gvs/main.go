@@ -94,6 +94,7 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	expireNodest := fs.Bool("expire-nodest-conn", false, "drop a removed real server's connections at their next packet (IPVS expire_nodest_conn)")
 	rxRing := fs.String("rx-ring", "v2", "receive ring: v2 (a slot per frame, lowest latency) or v3 (frames packed in blocks: absorbs bursts, adds up to 1 ms of latency)")
 	qdiscBypass := fs.Bool("qdisc-bypass", true, "send forwarded frames straight to the driver, past the interface's qdisc (PACKET_QDISC_BYPASS); =false to queue them through tc")
+	receiveFilter := fs.Bool("receive-filter", true, "let into the receive rings only frames gvs may handle (a BPF filter rebuilt with the services: to their addresses, from NAT real servers, ICMP); =false to take every frame on the interfaces")
 	busyPoll := fs.Duration("busy-poll", 0, "how long a worker keeps looking for frames before it sleeps (e.g. 50us): lower latency, more CPU; 0: sleep at once")
 	expireQuiescent := fs.Bool("expire-quiescent-template", false, "reschedule persistent clients of a weight-0 real server (IPVS expire_quiescent_template)")
 	tf := traceFlags(fs)
@@ -174,15 +175,16 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	defer signal.Stop(hup)
 
 	d, err := director.New(director.Config{
-		Interfaces:  *ifaces,
-		Workers:     *workers,
-		Socket:      control.SocketPath(*socket),
-		SocketGroup: *socketGroup,
-		Conns:       &conntrack.Config{MaxEntries: *maxConns},
-		FilterTable: *filterTable,
-		QdiscBypass: *qdiscBypass,
-		RXRing:      ringVersion,
-		BusyPoll:    *busyPoll,
+		Interfaces:      *ifaces,
+		Workers:         *workers,
+		Socket:          control.SocketPath(*socket),
+		SocketGroup:     *socketGroup,
+		Conns:           &conntrack.Config{MaxEntries: *maxConns},
+		FilterTable:     *filterTable,
+		QdiscBypass:     *qdiscBypass,
+		RXRing:          ringVersion,
+		NoReceiveFilter: !*receiveFilter,
+		BusyPoll:        *busyPoll,
 
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
