@@ -119,7 +119,8 @@ type Director struct {
 	engine   *forward.Engine
 	rxs      []*afpacket.RX
 	// rxProg is the receive rings' filter (rxfilter.go; nil: none);
-	// under applyMu, as is filterTooBig (warned once).
+	// under applyMu, as is filterTooBig (the services have more
+	// addresses than a program holds: logged when it changes).
 	rxProg       []afpacket.Instruction
 	filterTooBig bool
 	txs          []*afpacket.TX

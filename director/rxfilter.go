@@ -31,9 +31,14 @@ func (d *Director) receiveFilter(p *service.Plan) []afpacket.Instruction {
 		}
 	}
 	prog := forward.ReceiveFilter(dsts, srcs)
-	if prog == nil && !d.filterTooBig {
-		d.filterTooBig = true
-		d.log.Warn("too many addresses for the receive rings' filter: every frame on gvs's interfaces reaches gvs", "addresses", len(dsts)+len(srcs))
+	if tooBig := prog == nil; tooBig != d.filterTooBig {
+		d.filterTooBig = tooBig
+		if tooBig {
+			d.log.Warn("too many addresses for the receive rings' filter: every frame on gvs's interfaces reaches gvs until there are fewer",
+				"destinations", len(dsts), "sources", len(srcs))
+		} else {
+			d.log.Info("the receive rings filter again")
+		}
 	}
 	return prog
 }
