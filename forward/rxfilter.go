@@ -52,9 +52,9 @@ const (
 //
 // A frame too short for a field the program reads is rejected (the
 // kernel ends the program with 0); IP options do not matter, the
-// addresses come before them. Each address costs two instructions; with more distinct addresses
-// than fit in the kernel's limit, ReceiveFilter returns nil: no filter,
-// every frame copied, as without one.
+// addresses come before them. Each address costs two instructions; with
+// more distinct addresses than fit in the kernel's limit, ReceiveFilter
+// returns nil: no filter, every frame copied, as without one.
 func ReceiveFilter(dsts, srcs [][4]byte) []afpacket.Instruction {
 	dsts, srcs = sortedAddrs(dsts), sortedAddrs(srcs)
 	if len(dsts)+len(srcs) > maxReceiveFilterAddr {

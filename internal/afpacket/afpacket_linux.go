@@ -390,7 +390,7 @@ type RX struct {
 	releaseOnce sync.Once
 	errClosed   error
 
-	statsMu        sync.Mutex // also orders Stats before release
+	statsMu        sync.Mutex // also orders Stats and SetFilter before release
 	released       bool       // under statsMu
 	packets, drops uint64
 
