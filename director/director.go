@@ -93,6 +93,10 @@ type Config struct {
 	// MetricsAddr, if set, is where gvs serves Prometheus metrics
 	// (MetricsPath; gvs --metrics-addr).
 	MetricsAddr string
+	// Pprof also serves the Go runtime's profiles (net/http/pprof) under
+	// PprofPath on the metrics endpoint (gvs --pprof), for `go tool
+	// pprof`. It needs MetricsAddr.
+	Pprof bool
 	// Log receives the daemon's log (default: slog.Default()).
 	Log *slog.Logger
 	// Trace configures gvs --trace and --pcap (nil: off, with the trace

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/netip"
 	"time"
 
@@ -18,6 +19,15 @@ import (
 
 // MetricsPath is where the metrics endpoint serves Prometheus's format.
 const MetricsPath = "/metrics"
+
+// PprofPath is where the metrics endpoint serves the Go runtime's profiles
+// with Config.Pprof: PprofPath+"profile?seconds=N" is N seconds of CPU
+// profile, as `go tool pprof` fetches it.
+const PprofPath = "/debug/pprof/"
+
+// pprofWriteTimeout bounds an answer of the endpoint with Config.Pprof,
+// and so the longest CPU profile or trace it serves (pprof checks).
+const pprofWriteTimeout = 5 * time.Minute
 
 // metricsServer is the HTTP server of gvs --metrics-addr.
 type metricsServer struct {
@@ -36,6 +46,9 @@ type metricsServer struct {
 func (d *Director) openMetrics() error {
 	addr := d.cfg.MetricsAddr
 	if addr == "" {
+		if d.cfg.Pprof {
+			return errors.New("profiles (--pprof) are served on the metrics endpoint: give --metrics-addr too")
+		}
 		return nil
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -47,13 +60,28 @@ func (d *Director) openMetrics() error {
 	mux.Handle("GET "+MetricsPath, metrics.Handler(metrics.SourceFunc(func() *metrics.Snapshot {
 		return d.metricsSnapshot(m.rxs)
 	})))
+	writeTimeout := 30 * time.Second
+	if d.cfg.Pprof {
+		// The handlers of net/http/pprof, on this mux rather than
+		// http.DefaultServeMux. Index serves every named profile
+		// (heap, goroutine, ...) below the path.
+		mux.HandleFunc("GET "+PprofPath, pprof.Index)
+		mux.HandleFunc("GET "+PprofPath+"cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET "+PprofPath+"profile", pprof.Profile)
+		mux.HandleFunc("GET "+PprofPath+"symbol", pprof.Symbol)
+		mux.HandleFunc("POST "+PprofPath+"symbol", pprof.Symbol)
+		mux.HandleFunc("GET "+PprofPath+"trace", pprof.Trace)
+		// A CPU profile or trace answers after its ?seconds=N:
+		// pprof refuses N beyond the write timeout.
+		writeTimeout = pprofWriteTimeout
+	}
 	m.srv = &http.Server{
 		Handler: mux,
 		// A scrape is one small request: a slow or stuck client must
 		// not hold a connection open.
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      writeTimeout,
 		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
 	}
 	d.metrics = m
@@ -77,7 +105,11 @@ func (d *Director) serveMetrics(errc chan<- error) {
 		return
 	}
 	m.rxs = append([]*afpacket.RX(nil), d.rxs...)
-	d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath)
+	if d.cfg.Pprof {
+		d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath, "profiles", PprofPath)
+	} else {
+		d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath)
+	}
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("metrics endpoint: %w", err)

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
 	"fmt"
 	"io"
@@ -279,7 +280,23 @@ func gvsadmView(t *testing.T, l *Lab) labView {
 // namespace and parses it as Prometheus does.
 func scrape(t *testing.T, l *Lab) map[string]*dto.MetricFamily {
 	t.Helper()
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+	status, body := directorGet(t, l, "/metrics")
+	if status != http.StatusOK {
+		t.Fatalf("scraping: status %d\n%s", status, body)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("parsing the scrape: %v\n%s", err, body)
+	}
+	return fams
+}
+
+// directorGet fetches http://metricsAddr+path from inside node01's
+// namespace and returns the status and body.
+func directorGet(t *testing.T, l *Lab, path string) (int, []byte) {
+	t.Helper()
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DisableKeepAlives: true,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			var c net.Conn
@@ -291,21 +308,103 @@ func scrape(t *testing.T, l *Lab) map[string]*dto.MetricFamily {
 			return c, err
 		},
 	}}
-	resp, err := client.Get("http://" + metricsAddr + "/metrics")
+	resp, err := client.Get("http://" + metricsAddr + path)
 	if err != nil {
-		t.Fatalf("scraping: %v", err)
+		t.Fatalf("GET %s: %v", path, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("scraping: %s %v\n%s", resp.Status, err, body)
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
-		t.Fatalf("parsing the scrape: %v\n%s", err, body)
+		t.Fatalf("GET %s: %s: %v", path, resp.Status, err)
 	}
-	return fams
+	return resp.StatusCode, body
+}
+
+// TestPprof: the metrics endpoint serves no profiles by default; with
+// --pprof, a CPU profile of gvs taken while requests go through the lab is
+// what `go tool pprof` reads: a gzipped profile of CPU nanoseconds of the
+// gvs binary, whose samples include the data path's functions.
+func TestPprof(t *testing.T) {
+	nstest.Require(t)
+	ctx := context.Background()
+	var out bytes.Buffer
+	l, err := New(ctx, Config{Mode: NAT, Prefix: nstest.Name("gvp"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
+	if err != nil {
+		t.Fatalf("building the lab: %v\n%s", err, out.String())
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
+		}
+		if err := l.Close(); err != nil {
+			t.Errorf("tearing down: %v", err)
+		}
+	})
+	if err := l.StartServers(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartGvs(ctx, "--metrics-addr", metricsAddr); err != nil {
+		t.Fatal(err)
+	}
+	if status, body := directorGet(t, l, "/debug/pprof/"); status != http.StatusNotFound {
+		t.Errorf("without --pprof, /debug/pprof/ answered %d, want 404:\n%.200s", status, body)
+	}
+	if err := l.StopGvs(); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := l.StartGvs(ctx, "--metrics-addr", metricsAddr, "--pprof"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range l.ServiceCommands("-t", "rr") {
+		if _, err := l.Gvsadm(ctx, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if status, body := directorGet(t, l, "/debug/pprof/"); status != http.StatusOK || !bytes.Contains(body, []byte("goroutine")) {
+		t.Errorf("with --pprof, /debug/pprof/ answered %d, want 200 and the profiles' index:\n%.200s", status, body)
+	}
+	// Requests through the lab for as long as the profile runs (bounded
+	// in count too), so that the workers have samples.
+	stop := make(chan struct{})
+	done := make(chan int)
+	go func() {
+		n := 0
+		defer func() { done <- n }()
+		for n < 20000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.Get(ctx); err != nil {
+				t.Errorf("request %d during the profile: %v", n, err)
+				return
+			}
+			n++
+		}
+	}()
+	status, body := directorGet(t, l, "/debug/pprof/profile?seconds=2")
+	close(stop)
+	t.Logf("%d requests during the profile", <-done)
+	if status != http.StatusOK {
+		t.Fatalf("profile: status %d\n%.300s", status, body)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(body))
+	if err != nil {
+		t.Fatalf("the profile is not gzipped: %v", err)
+	}
+	raw, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatalf("the profile does not unzip: %v", err)
+	}
+	// The profile is a protocol buffer; its string table holds the
+	// sample types and the sampled functions' names.
+	for _, want := range []string{"cpu", "nanoseconds", "github.com/gvs-project/gvs/forward."} {
+		if !bytes.Contains(raw, []byte(want)) {
+			t.Errorf("the profile (%d bytes unzipped) lacks %q", len(raw), want)
+		}
+	}
 }
 
 // metricsView reads from a scrape what gvsadmView reads from gvsadm.

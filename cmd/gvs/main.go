@@ -77,7 +77,8 @@ Options:
 %s
 Configure the virtual services with gvsadm (ipvsadm's commands).
 With --metrics-addr, GET /metrics gives gvs's counters in Prometheus's format
-(the README's "Metrics" section lists them).
+(the README's "Metrics" section lists them); with --pprof too,
+go tool pprof http://ADDR/debug/pprof/profile?seconds=10 profiles gvs's CPU.
 SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 `, fs.FlagUsages())
 	}
@@ -88,6 +89,7 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 	workers := fs.Int("workers", 1, "data-path workers per interface (PACKET_FANOUT by flow hash)")
 	rules := fs.String("rules", "", "load this rules file (gvsadm -S / ipvsadm -S format) at start, and again on SIGHUP")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus metrics at http://`ADDR`/metrics (HOST:PORT, e.g. 127.0.0.1:9610; off by default)")
+	pprofOn := fs.Bool("pprof", false, "also serve Go's runtime profiles at http://ADDR/debug/pprof/ on the --metrics-addr endpoint (for go tool pprof)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	filterTable := fs.String("filter-table", "gvs", "name of gvs's nftables table (netdev family)")
@@ -116,6 +118,9 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 			fmt.Fprintf(stderr, "gvs: --metrics-addr %q: want HOST:PORT, e.g. 127.0.0.1:9610 (%v)\n", *metricsAddr, err)
 			return 2
 		}
+	} else if *pprofOn {
+		fmt.Fprintln(stderr, "gvs: --pprof serves the profiles on the metrics endpoint: give --metrics-addr HOST:PORT too")
+		return 2
 	}
 	ringVersion, err := afpacket.ParseVersion(*rxRing)
 	if err != nil {
@@ -189,6 +194,7 @@ SIGTERM or SIGINT stop gvs cleanly; SIGHUP reloads the --rules file.
 		ExpireNodestConn:        *expireNodest,
 		ExpireQuiescentTemplate: *expireQuiescent,
 		MetricsAddr:             *metricsAddr,
+		Pprof:                   *pprofOn,
 		Log:                     log,
 		Trace:                   tcfg,
 	})

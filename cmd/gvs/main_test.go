@@ -47,6 +47,7 @@ func TestBadFlagsSaySo(t *testing.T) {
 		{[]string{"-i", "eth0", "--busy-poll", "2ms"}, `gvs: --busy-poll 2ms: want 0 to 1ms`},
 		{[]string{"-i", "eth0", "--busy-poll", "-1us"}, `gvs: --busy-poll -1µs: want 0 to 1ms`},
 		{[]string{"-i", "eth0", "--busy-poll", "soon"}, `gvs: invalid argument "soon" for "--busy-poll" flag`},
+		{[]string{"-i", "eth0", "--pprof"}, "gvs: --pprof serves the profiles on the metrics endpoint: give --metrics-addr HOST:PORT too"},
 		{[]string{"demo", "--bogus"}, "gvs demo: unknown flag: --bogus"},
 		{[]string{"realserver", "--undo=maybe"}, `gvs realserver: invalid argument "maybe" for "--undo" flag`},
 	} {
