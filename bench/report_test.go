@@ -321,12 +321,18 @@ func TestTargets(t *testing.T) {
 			t.Errorf("targets lack %q:\n%s", want, b.String())
 		}
 	}
-	// --many-flows 0: no point, and the target does not name 0 flows.
+	// --many-flows 0: no point, the target does not name 0 flows, and
+	// it is not measured (not the 1K point over itself).
 	rep.Config.ManyFlows = 0
 	b.Reset()
 	printTargets(&b, targets(rep))
 	if !strings.Contains(b.String(), "gvs-dr pps with many flows / with 1K") || strings.Contains(b.String(), "with 0 flows") {
 		t.Errorf("targets with --many-flows 0:\n%s", b.String())
+	}
+	for _, tg := range targets(rep) {
+		if strings.Contains(tg.What, "many flows") && tg.Known {
+			t.Errorf("--many-flows 0: %q measured as %v", tg.What, tg.Got)
+		}
 	}
 }
 
