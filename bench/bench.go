@@ -75,6 +75,7 @@ type options struct {
 	verbose          bool
 	jsonFile         string
 	svgFile          string
+	profileDir       string
 	paths            []string
 	tcpPaths         []string
 	genCPU, fwdCPU   int
@@ -108,6 +109,7 @@ func Main(args []string, stdout, stderr io.Writer, gvs string) int {
 	fs.BoolVar(&o.quick, "quick", false, "one short repeat of every path at 64 bytes, no many-flows point (what CI runs); explicit flags still win")
 	fs.StringVar(&o.jsonFile, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&o.svgFile, "svg", "", "write a bar chart of pps per path and frame size as SVG to this file")
+	fs.StringVar(&o.profileDir, "profile", "", "write a CPU profile of gvs for the first run of each gvs point to this directory (go tool pprof; gvs --pprof)")
 	fs.BoolVar(&o.keep, "keep", false, "leave the namespaces in place at the end, for debugging")
 	fs.StringSliceVar(&o.paths, "paths", nil, "UDP paths to measure (default all: "+strings.Join(pathNames(), ",")+"; none: -)")
 	fs.StringSliceVar(&o.tcpPaths, "tcp-paths", nil, "TCP paths to measure (default all: "+strings.Join(tcpPathNames(), ",")+"; none: -)")
@@ -167,6 +169,12 @@ func Main(args []string, stdout, stderr io.Writer, gvs string) int {
 	if err := o.check(); err != nil {
 		fmt.Fprintf(stderr, "gvs-bench: %v\n", err)
 		return 2
+	}
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			fmt.Fprintf(stderr, "gvs-bench: --profile %q: %v\n", o.profileDir, err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
@@ -321,6 +329,7 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 			LatencyDurationS: o.latencyDuration.Seconds(),
 			TCPConns:         o.tcpConns,
 			BulkBytes:        o.bulkMax,
+			ProfileDir:       o.profileDir,
 		},
 		Footnotes: []string{
 			"veth: receive work runs in softirq on the sending CPU; the kernel paths do all their work on the generator's CPU, gvs adds a second CPU",
@@ -362,7 +371,8 @@ func bench(ctx context.Context, o options, stderr io.Writer) (*Report, error) {
 		return rep, err
 	}
 	defer os.RemoveAll(tmp)
-	e := &env{tmp: tmp, genCPU: genCPU, fwdCPU: fwdCPU, log: func(string, ...any) {}, missing: map[string]string{}}
+	e := &env{tmp: tmp, genCPU: genCPU, fwdCPU: fwdCPU, log: func(string, ...any) {}, missing: map[string]string{},
+		profileDir: o.profileDir}
 	if o.verbose {
 		e.log = progress
 	}
@@ -554,7 +564,9 @@ func (r *runner) runPath(ctx context.Context, p path, o options, progress func(s
 		}
 		res := Result{Path: p.Name(), Size: pt.size, Flows: pt.flows, CPUSource: s.CPUSource, Pinning: s.Pinning}
 		for i := range o.repeats {
+			profiled := profilePoint(ctx, s.Profile, i, o.duration, fmt.Sprintf("%s %dB %s flows", p.Name(), pt.size, fmtCount(pt.flows)), progress)
 			sm, err := r.measure(ctx, s, f, o.duration)
+			profiled()
 			if err != nil {
 				return results, nil, err
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -35,7 +36,8 @@ func TestQuick(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	// --no-install outside CI: a developer's machine is not changed by a
 	// test (CI installs the tools in .ci/run).
-	args := []string{"--quick", "--json", file, "--svg", svg}
+	prof := filepath.Join(dir, "prof")
+	args := []string{"--quick", "--json", file, "--svg", svg, "--profile", prof}
 	if !nstest.InCI() {
 		args = append(args, "--no-install")
 	}
@@ -130,6 +132,32 @@ func TestQuick(t *testing.T) {
 			if skipped[name] == "" && (test == testBulk || skipped[name+" conn/s, req/s"] == "") {
 				t.Errorf("%s %s neither ran nor was skipped", name, test)
 			}
+		}
+	}
+
+	// --profile: a gzipped CPU profile of gvs for every gvs point.
+	var points []string
+	for _, r := range rep.Results {
+		if strings.HasPrefix(r.Path, "gvs-") {
+			points = append(points, fmt.Sprintf("%s %dB 1K flows", r.Path, r.Size))
+		}
+	}
+	for _, r := range rep.TCP {
+		if strings.HasPrefix(r.Path, "gvs-") {
+			points = append(points, r.Path+" "+r.Test)
+		}
+	}
+	if len(points) == 0 || rep.Config.ProfileDir != prof {
+		t.Errorf("no gvs point, or the report's profile_dir %q is not %q", rep.Config.ProfileDir, prof)
+	}
+	for _, pt := range points {
+		b, err := os.ReadFile(filepath.Join(prof, profileFileName(pt)))
+		if err != nil {
+			t.Errorf("%s: %v", pt, err)
+			continue
+		}
+		if len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+			t.Errorf("%s: the profile is not gzipped (%d bytes)", pt, len(b))
 		}
 	}
 

@@ -98,7 +98,13 @@
 // The tables go to standard output, progress to standard error; --json
 // FILE writes the whole run (every sample, host, pinning, offloads,
 // configuration) as JSON, --svg FILE a bar chart of delivered pps per path
-// and frame size.
+// and frame size. --profile DIR starts every gvs with its profiles served
+// (gvs --metrics-addr on the director namespace's loopback, --pprof) and
+// writes a CPU profile of gvs during the first run of each gvs point to
+// DIR, named after the point (gvs-nat-conn-s.pprof, gvs-dr-64B-1K-flows.pprof),
+// for `go tool pprof -top DIR/FILE`. The profile samples gvs's threads, the
+// kernel time of their system calls included, at 100 Hz: it costs gvs a
+// little, so a profiled run's first repeats are not quite its others.
 //
 // # How
 //
@@ -166,6 +172,7 @@
 //	sudo bin/gvs bench --quick               # every path once, shortly (under a minute; what CI runs through TestQuick)
 //	sudo go run ./bench/cmd/gvs-bench --paths kernel,gvs-dr --tcp-paths - --sizes 64,512,1518
 //	sudo bin/gvs bench --keep -v             # print every command and leave the namespaces for a look
+//	sudo bin/gvs bench --paths - --tcp-paths gvs-nat --profile prof   # gvs's CPU profile of each TCP point
 //
 // It needs root (network namespaces, AF_PACKET), the ip command, and gvs
 // and gvsadm: `gvs bench` measures its own binary with the gvsadm beside

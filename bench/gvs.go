@@ -66,6 +66,8 @@ type gvsProc struct {
 	Pid     int
 	Sock    string
 	Pinning string
+	// Profile takes CPU profiles of gvs (nil without --profile).
+	Profile *profiler
 	// Stop stops gvs (SIGTERM, then SIGKILL after 10 s).
 	Stop func() error
 	// Exited reports an error if gvs died (nil: still running).
@@ -89,6 +91,9 @@ func (e *env) startGvs(ctx context.Context, ns string, t *topo.Topology, cmds []
 	sock := filepath.Join(e.tmp, fmt.Sprintf("gvs%d.sock", e.gvsRuns))
 	args := []string{e.gvs, "-i", t.DirIn.Name, "-i", t.DirOut.Name, "--socket", sock, "--log-level", "warn"}
 	args = append(args, e.gvsFlags...)
+	if e.profileDir != "" {
+		args = append(args, gvsProfileFlags()...)
+	}
 	taskset, terr := exec.LookPath("taskset")
 	if terr == nil {
 		args = append([]string{taskset, "-c", strconv.Itoa(e.fwdCPU)}, args...)
@@ -161,9 +166,14 @@ func (e *env) startGvs(ctx context.Context, ns string, t *topo.Topology, cmds []
 			return nil, err
 		}
 	}
+	var prof *profiler
+	if e.profileDir != "" {
+		prof = &profiler{ns: ns, dir: e.profileDir}
+	}
 	return &gvsProc{
 		Pid:     pid,
 		Sock:    sock,
+		Profile: prof,
 		Pinning: fmt.Sprintf("gvs pinned to CPU %d (Cpus_allowed_list %s)", e.fwdCPU, cpusAllowed(pid)),
 		Stop:    stop,
 		Exited:  exited,

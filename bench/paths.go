@@ -45,6 +45,9 @@ type setup struct {
 	Pid int
 	// Pinning says where the forwarder runs.
 	Pinning string
+	// Profile, if not nil, takes CPU profiles of the forwarder (gvs
+	// with the bench's --profile).
+	Profile *profiler
 	// Stop undoes Start. It must be safe to call once after any Start
 	// that succeeded.
 	Stop func() error
@@ -65,6 +68,8 @@ type env struct {
 	gvsRuns int // gvs processes started, for unique socket names
 	// gvsFlags are extra flags for the next gvs started.
 	gvsFlags []string
+	// profileDir, if set, is where CPU profiles of gvs go (--profile).
+	profileDir string
 
 	// gvs binaries: built once, on first use (or given by flags).
 	gvsOnce      sync.Once
@@ -218,6 +223,7 @@ func (p gvsPath) Start(ctx context.Context, e *env) (*setup, error) {
 		CPUSource: "gvs process utime+stime (/proc/<pid>/stat)",
 		Pid:       g.Pid,
 		Pinning:   g.Pinning,
+		Profile:   g.Profile,
 		Stop:      g.Stop,
 		Exited:    g.Exited,
 	}, nil

@@ -145,7 +145,9 @@ type RunConfig struct {
 	TCPServer        string            `json:"tcp_server,omitempty"`
 	BulkBytes        int64             `json:"bulk_max_bytes,omitempty"`
 	TCPPinning       string            `json:"tcp_pinning,omitempty"`
-	TopologyNote     string            `json:"topology"`
+	// ProfileDir holds gvs's CPU profiles of the points (--profile).
+	ProfileDir   string `json:"profile_dir,omitempty"`
+	TopologyNote string `json:"topology"`
 }
 
 // PathDoc describes a path that ran.

@@ -68,6 +68,7 @@ type tcpSetup struct {
 	Targets []netip.Addr
 	Stop    func() error
 	Exited  func() error // nil: cannot die
+	Profile *profiler    // nil: no profiles (see setup.Profile)
 }
 
 func allTCPPaths() []tcpPath {
@@ -252,6 +253,7 @@ func (p gvsTCP) Start(ctx context.Context, e *env, t *topo.Topology) (_ *tcpSetu
 	stops = append(stops, g.Stop)
 	return &tcpSetup{
 		Targets: []netip.Addr{topo.VIP},
+		Profile: g.Profile,
 		Stop:    stop,
 		Exited: func() error {
 			for _, d := range tunnels {
@@ -737,6 +739,7 @@ func (r *runner) runTCPPath(ctx context.Context, t *topo.Topology, srv *servers,
 		for i := range o.repeats {
 			var v float64
 			var errs uint64
+			profiled := profilePoint(ctx, s.Profile, i, o.duration, p.Name()+" "+test, progress)
 			switch test {
 			case testBulk:
 				v, err = runBulk(ctx, t.Gen.NS, srv, s.Targets, o.duration, o.bulkMax)
@@ -749,6 +752,7 @@ func (r *runner) runTCPPath(ctx context.Context, t *topo.Topology, srv *servers,
 				w, err = runWrk(ctx, t.Gen.NS, s.Targets[:1], o.tcpConns, o.duration, test == testConn, r.e.log)
 				v, errs = w.requests, w.errors
 			}
+			profiled()
 			if err == nil && s.Exited != nil {
 				err = s.Exited()
 			}
