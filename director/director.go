@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
 	"sync"
 	"time"
 
@@ -213,8 +214,16 @@ func New(cfg Config) (d *Director, err error) {
 	if workers > maxWorkers {
 		return nil, fmt.Errorf("%d workers per interface: at most %d", workers, maxWorkers)
 	}
+	// Each worker waits for frames in poll(2) on its own locked thread
+	// (afpacket.RXConfig.ThreadWait), which keeps its P while it waits: the
+	// runtime gets a P for every worker and one for everything else, even
+	// on fewer CPUs (gvs pinned to one CPU has GOMAXPROCS 1 by default).
+	if n := len(d.ifaces)*workers + 1; runtime.GOMAXPROCS(0) < n {
+		d.log.Debug("GOMAXPROCS raised: a P for each worker and one for the rest", "from", runtime.GOMAXPROCS(0), "to", n)
+		runtime.GOMAXPROCS(n)
+	}
 	for _, in := range d.ifaces {
-		rcfg := &afpacket.RXConfig{Version: cfg.RXRing, BusyPoll: cfg.BusyPoll}
+		rcfg := &afpacket.RXConfig{Version: cfg.RXRing, BusyPoll: cfg.BusyPoll, ThreadWait: true}
 		if workers > 1 {
 			// One fanout group per interface, named so that another gvs
 			// in the same namespace does not join it.

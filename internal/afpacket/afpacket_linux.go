@@ -78,6 +78,16 @@ type RXConfig struct {
 	// looking takes it at once. The price is the CPU time spent looking:
 	// at most BusyPoll after each batch.
 	BusyPoll time.Duration
+	// ThreadWait makes Receive wait in poll(2) on the caller's thread
+	// instead of parking in the Go netpoller: one system call per wait,
+	// and the kernel wakes that thread itself, where the netpoller takes
+	// two epoll_ctl calls and a wake-up of its own thread, which then
+	// hands the consumer on (to its locked thread, through a futex). The
+	// thread keeps its P while it waits, until the runtime's sysmon takes
+	// the P away, up to 10 ms later, so another goroutine ready meanwhile
+	// waits that long unless there is a free P: use it only with more Ps
+	// (GOMAXPROCS) than consumers that wait this way.
+	ThreadWait bool
 
 	// Version is the ring's TPACKET version: V2 (the default: one slot
 	// per frame, FrameSize and FrameCount) or V3 (frames packed into
@@ -378,7 +388,13 @@ type RX struct {
 	waitOff    func(epfd uintptr)      // waitRC.Control callback, made once
 	registered bool                    // the socket is in wait's set
 	waitErr    error                   // of waitOn's and waitOff's epoll_ctl
-	v3         *rx3                    // the block walk of a V3 ring; nil for V2
+
+	// With RXConfig.ThreadWait, instead: poll(2) on the socket and wake,
+	// an eventfd that Close makes readable (-1 without ThreadWait).
+	wake  int
+	pfds  [2]unix.PollFd
+	polls int  // poll(2) calls, for the tests (the consumer's)
+	v3    *rx3 // the block walk of a V3 ring; nil for V2
 
 	// active is set while the consumer is inside Receive or holds frames;
 	// the ring is unmapped and the socket closed by whichever of Close
@@ -455,7 +471,7 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &RX{s: s, errClosed: opError("receive", net.ErrClosed), busyPoll: max(cfg.BusyPoll, 0)}
+	r := &RX{s: s, errClosed: opError("receive", net.ErrClosed), busyPoll: max(cfg.BusyPoll, 0), wake: -1}
 	if version == unix.TPACKET_V3 {
 		r.v3 = &rx3{}
 		r.ready = r.ready3
@@ -464,7 +480,12 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 			return atomic.LoadUint32(status(r.s.ring, r.s.offs[r.head]))&unix.TP_STATUS_USER != 0
 		}
 	}
-	if err := r.openWait(); err != nil {
+	if cfg.ThreadWait {
+		err = r.openThreadWait()
+	} else {
+		err = r.openWait()
+	}
+	if err != nil {
 		r.closed.Store(true)
 		r.release()
 		return nil, opError(op, err)
@@ -478,7 +499,9 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 	}
 	if err != nil {
 		r.closed.Store(true)
-		r.wait.Close()
+		if r.wait != nil {
+			r.wait.Close()
+		}
 		r.release()
 		return nil, opError(op, err)
 	}
@@ -489,12 +512,13 @@ func OpenRX(ifindex int, cfg *RXConfig) (*RX, error) {
 // runtime's poller, for Receive to park on: the socket joins the set when
 // the consumer is about to park (waitOn) and leaves it when the consumer
 // runs again, so that frames arriving meanwhile wake nobody. Two epoll_ctl
-// calls per wait. (Waiting in poll(2) on the consumer's thread instead was
-// measured worse: a blocking system call keeps the thread's P until the
-// runtime's sysmon takes it, up to 10 ms later, and with more workers than
-// Ps, as with gvs pinned to one CPU serving two interfaces, a worker woken
-// meanwhile waits that long: TCP through gvs lost 12-16 % of its
-// requests/s and a third of its bulk throughput.)
+// calls per wait. (Waiting in poll(2) on the consumer's thread instead,
+// RXConfig.ThreadWait, is cheaper only when every such consumer has a P of
+// its own: a blocking system call keeps the thread's P until the runtime's
+// sysmon takes it, up to 10 ms later, and with more workers than Ps, as
+// with gvs pinned to one CPU serving two interfaces at GOMAXPROCS 1, a
+// worker woken meanwhile waits that long: TCP through gvs lost 12-16 % of
+// its requests/s and a third of its bulk throughput.)
 func (r *RX) openWait() error {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
@@ -536,6 +560,41 @@ func (r *RX) openWait() error {
 	return nil
 }
 
+// openThreadWait prepares RXConfig.ThreadWait's poll(2): on the socket,
+// and on an eventfd of the RX's own that Close makes readable.
+func (r *RX) openThreadWait() error {
+	efd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return os.NewSyscallError("eventfd", err)
+	}
+	r.wake = efd
+	r.pfds = [2]unix.PollFd{
+		{Fd: int32(r.s.fd), Events: unix.POLLIN},
+		{Fd: int32(efd), Events: unix.POLLIN},
+	}
+	return nil
+}
+
+// threadWait waits in poll(2) until a frame is ready or the RX is closed
+// (RXConfig.ThreadWait). The socket's readiness is the ring's: poll
+// returns at once when the slot at head is ready, so a frame that came
+// before the call is not missed.
+func (r *RX) threadWait() error {
+	for !r.ready() && !r.closed.Load() {
+		r.polls++
+		if _, err := unix.Poll(r.pfds[:], -1); err != nil && err != unix.EINTR {
+			return os.NewSyscallError("poll", err)
+		}
+		if r.pfds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 && !r.ready() {
+			// A pending socket error (ENETDOWN while the link
+			// is down) keeps poll returning at once: take it,
+			// as the netpoller's wait does, and wait again.
+			_, _ = unix.GetsockoptInt(r.s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		}
+	}
+	return nil
+}
+
 // htons returns the uint16 whose in-memory bytes are v in network byte
 // order (a byte swap on little-endian hosts, nothing on big-endian ones).
 func htons(v uint16) uint16 {
@@ -559,7 +618,8 @@ func (r *RX) Version() Version {
 // up to len(frames) ready frames, in arrival order, and returns how many.
 // It does not wait for more frames than are ready. Waiting goes through the
 // Go netpoller (no busy loop beyond RXConfig.BusyPoll, no thread held), on
-// an epoll instance of the RX's own (openWait).
+// an epoll instance of the RX's own (openWait), or with
+// RXConfig.ThreadWait through poll(2) on the caller's thread.
 //
 // The frames stay valid, and their slots owned by the caller, until
 // Release. A Receive that finds frames of an earlier Receive not released
@@ -595,7 +655,12 @@ func (r *RX) Receive(frames []Frame) (int, error) {
 				continue
 			}
 		}
-		err := r.waitRC.Read(r.waitOn)
+		var err error
+		if r.wake >= 0 {
+			err = r.threadWait()
+		} else {
+			err = r.waitRC.Read(r.waitOn)
+		}
 		if r.registered {
 			// Out of the set again while the consumer runs: there,
 			// every frame would wake the runtime's poller thread.
@@ -793,10 +858,25 @@ func (r *RX) Close() error {
 	var err error
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
-		// Closing the wait's file evicts it from the runtime's poller,
-		// wakes a parked Receive and waits until it has left
-		// RawConn.Read; the socket itself goes with release.
-		err = r.wait.Close()
+		if r.wake >= 0 {
+			// Wakes a Receive in poll(2), or makes the next one
+			// return at once. Under statsMu: release, on the
+			// consumer's side, may be closing the eventfd.
+			r.statsMu.Lock()
+			if !r.released {
+				one := [8]byte{1}
+				_, err = unix.Write(r.wake, one[:])
+				if err != nil {
+					err = os.NewSyscallError("write eventfd", err)
+				}
+			}
+			r.statsMu.Unlock()
+		} else {
+			// Closing the wait's file evicts it from the runtime's
+			// poller, wakes a parked Receive and waits until it has
+			// left RawConn.Read; the socket itself goes with release.
+			err = r.wait.Close()
+		}
 		if !r.active.Load() {
 			r.release()
 		}

@@ -355,6 +355,8 @@ func TestCloseUnblocksReceive(t *testing.T) {
 		{"sleeping", nil},
 		// Closed while Receive is still looking at the ring.
 		{"busy polling", &RXConfig{BusyPoll: 5 * time.Second}},
+		{"in poll", &RXConfig{ThreadWait: true}},
+		{"busy polling, then in poll", &RXConfig{BusyPoll: 5 * time.Second, ThreadWait: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testCloseUnblocksReceive(t, tc.cfg) })
 	}
@@ -555,13 +557,19 @@ func udp4Frame(dst, src net.HardwareAddr, sport, dport uint16, n int) []byte {
 	return b
 }
 
-// TestAllocs proves that the per-frame and per-batch calls do not allocate.
+// TestAllocs proves that the per-frame and per-batch calls do not
+// allocate, with either way of waiting.
 func TestAllocs(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testAllocs(t, false) })
+	t.Run("thread wait", func(t *testing.T) { testAllocs(t, true) })
+}
+
+func testAllocs(t *testing.T, threadWait bool) {
 	a, b := pair(t)
 	tx := openTX(t, a, &TXConfig{FrameSize: 2048, FrameCount: 512})
 	// Busy polling for 1 ms: the Receive that waits below first looks
-	// at the ring, then sleeps in the netpoller.
-	rx := openRX(t, b, &RXConfig{FrameSize: 2048, FrameCount: 512, BusyPoll: time.Millisecond})
+	// at the ring, then sleeps in the netpoller (or poll(2)).
+	rx := openRX(t, b, &RXConfig{FrameSize: 2048, FrameCount: 512, BusyPoll: time.Millisecond, ThreadWait: threadWait})
 	frame := testFrame(b.mac, a.mac, 60, 0, rand.New(rand.NewPCG(8, 8)))
 	const runs = 100
 
@@ -635,9 +643,14 @@ func TestAllocs(t *testing.T) {
 // Receive: the socket gets ENETDOWN from the kernel, which must neither
 // make Receive fail or spin, nor stop frames after the link is back.
 func TestLinkFlap(t *testing.T) {
+	t.Run("netpoller", func(t *testing.T) { testLinkFlap(t, nil) })
+	t.Run("thread wait", func(t *testing.T) { testLinkFlap(t, &RXConfig{ThreadWait: true}) })
+}
+
+func testLinkFlap(t *testing.T, cfg *RXConfig) {
 	a, b := pair(t)
 	tx := openTX(t, a, nil)
-	rx := openRX(t, b, nil)
+	rx := openRX(t, b, cfg)
 	type result struct {
 		got   []received
 		calls int
@@ -680,6 +693,13 @@ func TestLinkFlap(t *testing.T) {
 		case r := <-done:
 			if r.err != nil {
 				t.Fatalf("Receive after %d calls: %v", r.calls, r.err)
+			}
+			// Each poll(2) is a wake-up: the link's events and the
+			// frames. Without the socket's error taken, poll
+			// returns at once for as long as the link is down
+			// (some 20,000 times here).
+			if rx.polls > 100 {
+				t.Errorf("%d calls of poll(2) for %d Receives: it spun on the socket's error", rx.polls, r.calls)
 			}
 			for i, g := range r.got {
 				seq := binary.BigEndian.Uint32(g.Data[14:18])

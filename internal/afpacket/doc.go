@@ -118,7 +118,14 @@
 //
 // Receive, Release, Slot, Commit and Flush do not allocate (the tests prove
 // it with testing.AllocsPerRun). Receive waits through the Go netpoller with
-// a callback made once: no busy loop and no thread parked in the kernel.
+// a callback made once: no busy loop and no thread parked in the kernel; or,
+// with RXConfig.ThreadWait (what gvs's workers use), in poll(2) on the
+// consumer's own thread, which the kernel wakes directly: for a consumer
+// locked to its thread, the netpoller's wait is two epoll_ctl calls, a
+// wake-up of the poller's thread and a hand-off to the locked thread
+// through a futex, a quarter of a gvs worker's time under TCP load
+// (`go tool pprof` of `gvs bench --profile`). The thread keeps its P while
+// it waits, so the consumers that wait this way each need a P of their own.
 // No ring's socket is in the netpoller itself: through it, every frame the
 // kernel frees from a transmit ring, and every frame it puts in a receive
 // ring, would wake the process's idle thread, on someone's CPU, for nothing
