@@ -80,7 +80,7 @@
 // request per connection) and keep-alive requests per second (wrk
 // -t2 -c64) through direct, nft-dnat, haproxy, gvs-dr and gvs-nat; bulk
 // upload throughput (two connections, round robin puts one on each server,
-// until --bulk-bytes, 1 GiB, or --duration) through direct and every gvs
+// for --duration, or until --bulk-bytes, 64 GiB) through direct and every gvs
 // mode, at the kernel's default offloads (TSO/GSO super-frames go through
 // gvs). Each is reported with its ratio to direct. For DR and TUN the
 // servers answer from the VIP through the director's kernel
