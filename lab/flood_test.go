@@ -52,22 +52,7 @@ func newFloodLab(t *testing.T, nClients int, args ...string) *floodLab {
 	t.Helper()
 	nstest.Require(t)
 	ctx := context.Background()
-	var out bytes.Buffer
-	l, err := New(ctx, Config{Mode: DR, Prefix: nstest.Name("gvf"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-		if strings.Contains(l.GvsLog(), "DATA RACE") {
-			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
-		}
-	})
+	l := buildLab(t, Config{Mode: DR}, "gvf")
 	fl := &floodLab{Lab: l}
 	fl.Router = nstest.NewNS(t, "gvfr")
 	fl.Clients = nstest.NewNS(t, "gvfc")

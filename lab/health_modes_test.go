@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"strings"
 	"testing"
@@ -19,19 +18,7 @@ func TestHealthChecksModes(t *testing.T) {
 	for _, mode := range []Mode{NAT, TUN, FullNAT} {
 		t.Run(string(mode), func(t *testing.T) {
 			nstest.Require(t)
-			var out bytes.Buffer
-			l, err := New(context.Background(), Config{Mode: mode, Prefix: nstest.Name("gvh"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-			if err != nil {
-				t.Fatalf("building the lab: %v\n%s", err, out.String())
-			}
-			t.Cleanup(func() {
-				if t.Failed() {
-					t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-				}
-				if err := l.Close(); err != nil {
-					t.Errorf("tearing down: %v", err)
-				}
-			})
+			l := buildLab(t, Config{Mode: mode}, "gvh")
 			if err := l.StartServers(); err != nil {
 				t.Fatal(err)
 			}

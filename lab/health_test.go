@@ -1,7 +1,6 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -229,22 +228,7 @@ func (s *connStream) finish() []connResult {
 func newHealthLab(t *testing.T, gvsArgs ...string) *Lab {
 	t.Helper()
 	nstest.Require(t)
-	var out bytes.Buffer
-	l, err := New(context.Background(), Config{Mode: DR, Prefix: nstest.Name("gvh"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-		if strings.Contains(l.GvsLog(), "DATA RACE") {
-			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
-		}
-	})
+	l := buildLab(t, Config{Mode: DR}, "gvh")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}

@@ -59,17 +59,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// newLab builds the seed's lab for one test, with gvs running and the
-// notes' service configured, and tears it down when the test ends.
-func newLab(t *testing.T, cfg Config) *Lab {
+// buildLab builds a lab for one test (cfg, with the test binaries of gvs
+// and gvsadm unless it names others, namespaces named from prefix) and
+// tears it down when the test ends: a failed test logs the lab's narration
+// and gvs's log, and a data race the race-built gvs reports fails it.
+func buildLab(t *testing.T, cfg Config, prefix string) *Lab {
 	t.Helper()
 	nstest.Require(t)
-	ctx := context.Background()
 	var out bytes.Buffer
-	cfg.Prefix = nstest.Name("gvt")
-	cfg.Gvs, cfg.Gvsadm = gvsBin, gvsadmBin
+	cfg.Prefix = nstest.Name(prefix)
+	if cfg.Gvs == "" {
+		cfg.Gvs = gvsBin
+	}
+	if cfg.Gvsadm == "" {
+		cfg.Gvsadm = gvsadmBin
+	}
 	cfg.Out = &out
-	l, err := New(ctx, cfg)
+	l, err := New(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("building the lab: %v\n%s", err, out.String())
 	}
@@ -85,6 +91,16 @@ func newLab(t *testing.T, cfg Config) *Lab {
 			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
 		}
 	})
+	return l
+}
+
+// newLab builds the seed's lab for one test, with gvs running and the
+// notes' service configured, and tears it down when the test ends.
+func newLab(t *testing.T, cfg Config) *Lab {
+	t.Helper()
+	nstest.Require(t)
+	ctx := context.Background()
+	l := buildLab(t, cfg, "gvt")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}
@@ -539,17 +555,7 @@ func TestDemo(t *testing.T) {
 func newBareLab(t *testing.T) *Lab {
 	t.Helper()
 	nstest.Require(t)
-	var out bytes.Buffer
-	l, err := New(context.Background(), Config{Mode: DR, Prefix: nstest.Name("gvt"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		l.Close()
-	})
+	l := buildLab(t, Config{Mode: DR}, "gvt")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}

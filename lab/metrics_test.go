@@ -38,22 +38,7 @@ const metricsAddr = "127.0.0.1:9610"
 func TestMetrics(t *testing.T) {
 	nstest.Require(t)
 	ctx := context.Background()
-	var out bytes.Buffer
-	l, err := New(ctx, Config{Mode: DR, Prefix: nstest.Name("gvm"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-		if strings.Contains(l.GvsLog(), "DATA RACE") {
-			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
-		}
-	})
+	l := buildLab(t, Config{Mode: DR}, "gvm")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}
@@ -327,19 +312,7 @@ func directorGet(t *testing.T, l *Lab, path string) (int, []byte) {
 func TestPprof(t *testing.T) {
 	nstest.Require(t)
 	ctx := context.Background()
-	var out bytes.Buffer
-	l, err := New(ctx, Config{Mode: NAT, Prefix: nstest.Name("gvp"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-	})
+	l := buildLab(t, Config{Mode: NAT}, "gvp")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}

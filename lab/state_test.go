@@ -2,7 +2,6 @@ package lab
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -70,22 +69,7 @@ func noCgoGvs(t *testing.T) string {
 func newStateLab(t *testing.T, gvs string) *Lab {
 	t.Helper()
 	nstest.Require(t)
-	var out bytes.Buffer
-	l, err := New(context.Background(), Config{Mode: DR, Prefix: nstest.Name("gvs"), Gvs: gvs, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-		if strings.Contains(l.GvsLog(), "DATA RACE") {
-			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
-		}
-	})
+	l := buildLab(t, Config{Mode: DR, Gvs: gvs}, "gvs")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}

@@ -29,22 +29,7 @@ func newTracedLab(t *testing.T, mode Mode, gvsArgs ...string) *Lab {
 	t.Helper()
 	nstest.Require(t)
 	ctx := context.Background()
-	var out bytes.Buffer
-	l, err := New(ctx, Config{Mode: mode, Prefix: nstest.Name("gvt"), Gvs: gvsBin, Gvsadm: gvsadmBin, Out: &out})
-	if err != nil {
-		t.Fatalf("building the lab: %v\n%s", err, out.String())
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("lab narration:\n%s\ngvs log:\n%s", out.String(), l.GvsLog())
-		}
-		if err := l.Close(); err != nil {
-			t.Errorf("tearing down: %v", err)
-		}
-		if strings.Contains(l.GvsLog(), "DATA RACE") {
-			t.Errorf("gvs reported a data race:\n%s", l.GvsLog())
-		}
-	})
+	l := buildLab(t, Config{Mode: mode}, "gvt")
 	if err := l.StartServers(); err != nil {
 		t.Fatal(err)
 	}
