@@ -587,8 +587,8 @@ func (r *RX) threadWait() error {
 		}
 		if r.pfds[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 && !r.ready() {
 			// A pending socket error (ENETDOWN while the link
-			// is down) keeps poll returning at once: take it,
-			// as the netpoller's wait does, and wait again.
+			// is down) keeps poll returning at once: take it
+			// and wait again.
 			_, _ = unix.GetsockoptInt(r.s.fd, unix.SOL_SOCKET, unix.SO_ERROR)
 		}
 	}
@@ -812,6 +812,9 @@ func (r *RX) release() {
 			_ = unix.Munmap(r.s.ring)
 		}
 		unix.Close(r.s.fd)
+		if r.wake >= 0 {
+			unix.Close(r.wake)
+		}
 	})
 }
 

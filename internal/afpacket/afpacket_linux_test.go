@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -391,6 +392,36 @@ func testCloseUnblocksReceive(t *testing.T, cfg *RXConfig) {
 	}
 	if err := rx.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestCloseLeavesNoDescriptor opens and closes receive rings with either
+// wait: the process holds as many descriptors after as before (the socket,
+// and the epoll instance or the eventfd, are all closed).
+func TestCloseLeavesNoDescriptor(t *testing.T) {
+	_, b := pair(t)
+	count := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := count()
+	for i := range 10 {
+		var rx *RX
+		if err := b.ns.Do(func() (err error) {
+			rx, err = OpenRX(b.index, &RXConfig{ThreadWait: i%2 == 0})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if err := rx.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := count(); after != before {
+		t.Errorf("%d descriptors open after 10 rings opened and closed, %d before", after, before)
 	}
 }
 
