@@ -10,8 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/gvs-project/gvs/internal/netns"
 )
 
 // profileAddr is where a gvs started with --profile serves its profiles
@@ -53,14 +51,8 @@ func (p *profiler) fetch(ctx context.Context, secs int, file string) error {
 		Timeout: time.Duration(secs)*time.Second + 30*time.Second,
 		Transport: &http.Transport{
 			DisableKeepAlives: true,
-			DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-				var c net.Conn
-				err := netns.Do(p.ns, func() error {
-					var err error
-					c, err = (&net.Dialer{Timeout: 3 * time.Second}).DialContext(ctx, network, addr)
-					return err
-				})
-				return c, err
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return dialIn(ctx, p.ns, addr)
 			},
 		},
 	}

@@ -105,11 +105,11 @@ func (d *Director) serveMetrics(errc chan<- error) {
 		return
 	}
 	m.rxs = append([]*afpacket.RX(nil), d.rxs...)
+	attrs := []any{"addr", m.ln.Addr().String(), "path", MetricsPath}
 	if d.cfg.Pprof {
-		d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath, "profiles", PprofPath)
-	} else {
-		d.log.Info("metrics serving", "addr", m.ln.Addr().String(), "path", MetricsPath)
+		attrs = append(attrs, "profiles", PprofPath)
 	}
+	d.log.Info("metrics serving", attrs...)
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("metrics endpoint: %w", err)
