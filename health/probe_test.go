@@ -179,17 +179,37 @@ func TestProbeCmd(t *testing.T) {
 	script := filepath.Join(dir, "check")
 	os.WriteFile(script, []byte("#!"+sh+"\n"+
 		`[ "$GVS_REAL_ADDR" = 127.0.0.1 ] && [ "$GVS_REAL_PORT" = 8080 ] && [ "$GVS_SERVICE" = "TCP 192.0.2.100:80" ] || { echo "env: $GVS_REAL_ADDR $GVS_REAL_PORT $GVS_SERVICE"; exit 3; }`+"\n"+
-		`case "$1" in ok) exit 0;; sleep) sleep 30 & wait;; *) echo "bad argument $1" >&2; exit 1;; esac`+"\n"), 0o755)
+		`case "$1" in ok) exit 0;; sleep) sleep 30 & echo $! >"$0.pid"; wait;; *) echo "bad argument $1" >&2; exit 1;; esac`+"\n"), 0o755)
 	wantProbe(t, "exit 0", probeOnce(t, Spec{Kind: Cmd, Port: 8080, Command: []string{script, "ok"}}, 80), "")
 	wantProbe(t, "exit 1", probeOnce(t, Spec{Kind: Cmd, Port: 8080, Command: []string{script, "no"}}, 80), "exit status 1: bad argument no")
 	wantProbe(t, "environment", probeOnce(t, Spec{Kind: Cmd, Command: []string{script, "ok"}}, 80), "exit status 3: env: 127.0.0.1 80")
-	start := time.Now()
 	wantProbe(t, "timeout", probeOnce(t, Spec{Kind: Cmd, Port: 8080, Interval: time.Second, Timeout: 100 * time.Millisecond,
 		Command: []string{script, "sleep"}}, 80), "timed out")
-	// The whole process group was killed: sleep 30 did not hold the
-	// probe (a safety net, not the test's verdict).
-	if d := time.Since(start); d > 20*time.Second {
-		t.Fatalf("the timed-out command took %v", d)
+	// The whole process group was killed, the script's child too: a
+	// command's leftovers must not pile up, one per failed check.
+	pid, err := os.ReadFile(script + ".pid")
+	if err != nil {
+		t.Fatalf("the script did not record its child: %v", err)
+	}
+	if !processGone(strings.TrimSpace(string(pid))) {
+		t.Fatalf("the timed-out command's child %s is still running", strings.TrimSpace(string(pid)))
 	}
 	wantProbe(t, "missing program", probeOnce(t, Spec{Kind: Cmd, Command: []string{filepath.Join(dir, "none")}}, 80), "no such file")
+}
+
+// processGone reports whether process pid has ended (gone, or a zombie not
+// yet reaped), waiting a little for a signal already sent to take effect.
+func processGone(pid string) bool {
+	for range 100 {
+		stat, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return true
+		}
+		// pid (comm) S ...: the state follows the last ')'.
+		if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && strings.HasPrefix(string(stat[i+1:]), " Z") {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
 }
